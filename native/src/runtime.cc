@@ -1,0 +1,273 @@
+// Process-wide runtime: build facts, threads, random generators, CUDA queries and knobs.
+// CUDA is reached only through the device-generic hooks and allocator interfaces of ATen/c10, so
+// one source tree builds against CPU and CUDA libtorch without CUDA headers.
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/CachingDeviceAllocator.h>
+
+#include <mutex>
+
+#include "common.h"
+
+namespace dpo {
+namespace {
+
+uint64_t get_seed(napi_env env, napi_value v) {
+  if (type_of(env, v) == napi_bigint) {
+    uint64_t u;
+    bool lossless;
+    napi_get_value_bigint_uint64(env, v, &u, &lossless);
+    return u;
+  }
+  const double d = get_double(env, v, "seed");
+  if (d < 0 || d != static_cast<double>(static_cast<uint64_t>(d)))
+    throw ArgError("seed must be a non-negative integer, got " + std::to_string(d));
+  return static_cast<uint64_t>(d);
+}
+
+napi_value make_u64(napi_env env, uint64_t v) {
+  if (v <= 9007199254740991ULL) return make_double(env, static_cast<double>(v));
+  napi_value big;
+  napi_create_bigint_uint64(env, v, &big);
+  return big;
+}
+
+int cuda_device_count() {
+  return at::detail::getCUDAHooks().hasCUDA() ? at::detail::getCUDAHooks().getNumGPUs() : 0;
+}
+
+napi_value build_info(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  napi_value o = make_object(env);
+  set_named(env, o, "torchVersion", make_string(env, DPO_TORCH_VERSION));
+  set_named(env, o, "torchLibDir", make_string(env, DPO_TORCH_LIB_DIR));
+  set_named(env, o, "cxx11Abi", make_bool(env, _GLIBCXX_USE_CXX11_ABI == 1));
+  set_named(env, o, "cudaAvailable", make_bool(env, at::detail::getCUDAHooks().hasCUDA()));
+  set_named(env, o, "cudaDeviceCount", make_int(env, cuda_device_count()));
+  set_named(env, o, "mkl", make_bool(env, at::globalContext().hasMKL()));
+  set_named(env, o, "mkldnn", make_bool(env, at::globalContext().hasMKLDNN()));
+  set_named(env, o, "openmp", make_bool(env, at::globalContext().hasOpenMP()));
+  set_named(env, o, "parallelInfo", make_string(env, at::get_parallel_info()));
+  set_named(env, o, "config", make_string(env, at::show_config()));
+  return o;
+  DPO_CATCH(env)
+}
+
+// setNumThreads(n) / getNumThreads(). Inside a Node process libtorch starts at one thread.
+napi_value set_num_threads(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  const int64_t n = get_int(env, a.argv[0], "threads");
+  if (n < 1) throw ArgError("thread count must be >= 1");
+  at::set_num_threads(static_cast<int>(n));
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+napi_value get_num_threads(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  return make_int(env, at::get_num_threads());
+  DPO_CATCH(env)
+}
+
+// ---------------------------------------------------------------------------------- generators
+
+napi_value generator_default(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  c10::Device device = parse_device(get_string(env, a.argv[0], "device"));
+  if (device.is_cuda() && !device.has_index()) device = c10::Device(c10::kCUDA, 0);
+  return wrap_generator(env, at::globalContext().defaultGenerator(device));
+  DPO_CATCH(env)
+}
+
+// generatorNew(device, seed?) -> a generator of its own (torch.Generator(device)).
+napi_value generator_new(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  const c10::Device device = parse_device(get_string(env, a.argv[0], "device"));
+  at::Generator g;
+  if (device.is_cpu()) {
+    g = at::make_generator<at::CPUGeneratorImpl>();
+  } else if (device.is_cuda()) {
+    g = at::detail::getCUDAHooks().getNewGenerator(device.has_index() ? device.index() : 0);
+  } else {
+    throw ArgError("generators exist for cpu and cuda devices, not " + device.str());
+  }
+  if (!is_nullish(env, a.argv[1])) {
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_current_seed(get_seed(env, a.argv[1]));
+  }
+  return wrap_generator(env, std::move(g));
+  DPO_CATCH(env)
+}
+
+napi_value generator_manual_seed(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  at::Generator g = get_generator(env, a.argv[0]);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_current_seed(get_seed(env, a.argv[1]));
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+napi_value generator_initial_seed(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  at::Generator g = get_generator(env, a.argv[0]);
+  return make_u64(env, g.current_seed());
+  DPO_CATCH(env)
+}
+
+napi_value generator_device(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  return make_string(env, device_string(get_generator(env, a.argv[0]).device()));
+  DPO_CATCH(env)
+}
+
+// generatorGetState(g) -> uint8 CPU tensor handle (what torch.Generator.get_state returns)
+napi_value generator_get_state(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  at::Generator g = get_generator(env, a.argv[0]);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  return make_tensor(env, g.get_state());
+  DPO_CATCH(env)
+}
+
+napi_value generator_set_state(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  at::Generator g = get_generator(env, a.argv[0]);
+  const at::Tensor& state = get_tensor(get_double(env, a.argv[1], "state"));
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_state(state);
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+// manualSeed(seed): torch.manual_seed — the default CPU generator and every CUDA device's.
+napi_value manual_seed(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  const uint64_t seed = get_seed(env, a.argv[0]);
+  {
+    auto g = at::globalContext().defaultGenerator(c10::kCPU);
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_current_seed(seed);
+  }
+  for (int i = 0; i < cuda_device_count(); ++i) {
+    auto g = at::globalContext().defaultGenerator(c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i)));
+    std::lock_guard<std::mutex> lock(g.mutex());
+    g.set_current_seed(seed);
+  }
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+// ---------------------------------------------------------------------------------------- cuda
+
+c10::DeviceIndex cuda_index(napi_env env, napi_value v) {
+  if (is_nullish(env, v)) return 0;
+  const int64_t i = get_int(env, v, "device index");
+  if (i < 0 || i >= cuda_device_count()) throw ArgError("no CUDA device " + std::to_string(i));
+  return static_cast<c10::DeviceIndex>(i);
+}
+
+napi_value cuda_synchronize(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
+  at::detail::getCUDAHooks().deviceSynchronize(cuda_index(env, a.argv[0]));
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+napi_value cuda_empty_cache(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  if (cuda_device_count() > 0) c10::getDeviceAllocator(c10::kCUDA)->emptyCache();
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+// cudaMemory(index) -> {allocated, reserved, peakAllocated} in bytes
+napi_value cuda_memory(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
+  const auto stats = c10::getDeviceAllocator(c10::kCUDA)->getDeviceStats(cuda_index(env, a.argv[0]));
+  napi_value o = make_object(env);
+  set_named(env, o, "allocated", make_double(env, static_cast<double>(stats.allocated_bytes[0].current)));
+  set_named(env, o, "reserved", make_double(env, static_cast<double>(stats.reserved_bytes[0].current)));
+  set_named(env, o, "peakAllocated", make_double(env, static_cast<double>(stats.allocated_bytes[0].peak)));
+  return o;
+  DPO_CATCH(env)
+}
+
+napi_value cuda_reset_peak(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
+  c10::getDeviceAllocator(c10::kCUDA)->resetPeakStats(cuda_index(env, a.argv[0]));
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+// setAllowTF32(b): torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32.
+napi_value set_allow_tf32(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  const bool allow = get_bool(env, a.argv[0], "allow");
+  at::globalContext().setFloat32MatmulPrecision(allow ? "high" : "highest");
+  at::globalContext().setAllowTF32CuDNN(allow);
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+napi_value set_deterministic(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  const bool on = get_bool(env, a.argv[0], "deterministic");
+  at::globalContext().setDeterministicAlgorithms(on, false);
+  at::globalContext().setDeterministicCuDNN(on);
+  at::globalContext().setBenchmarkCuDNN(!on);
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+napi_value set_cudnn_benchmark(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  at::globalContext().setBenchmarkCuDNN(get_bool(env, a.argv[0], "benchmark"));
+  return make_undefined(env);
+  DPO_CATCH(env)
+}
+
+}  // namespace
+
+void exports_runtime(std::vector<Export>& out) {
+  out.push_back({"buildInfo", build_info});
+  out.push_back({"setNumThreads", set_num_threads});
+  out.push_back({"getNumThreads", get_num_threads});
+  out.push_back({"generatorDefault", generator_default});
+  out.push_back({"generatorNew", generator_new});
+  out.push_back({"generatorManualSeed", generator_manual_seed});
+  out.push_back({"generatorInitialSeed", generator_initial_seed});
+  out.push_back({"generatorDevice", generator_device});
+  out.push_back({"generatorGetState", generator_get_state});
+  out.push_back({"generatorSetState", generator_set_state});
+  out.push_back({"manualSeed", manual_seed});
+  out.push_back({"cudaSynchronize", cuda_synchronize});
+  out.push_back({"cudaEmptyCache", cuda_empty_cache});
+  out.push_back({"cudaMemory", cuda_memory});
+  out.push_back({"cudaResetPeak", cuda_reset_peak});
+  out.push_back({"setAllowTF32", set_allow_tf32});
+  out.push_back({"setDeterministic", set_deterministic});
+  out.push_back({"setCudnnBenchmark", set_cudnn_benchmark});
+}
+
+}  // namespace dpo

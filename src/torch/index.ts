@@ -1,0 +1,17 @@
+// The tensor layer's public face: `import * as torch from './torch/index.js'`, then torch.randn,
+// torch.nn.Linear, torch.F.conv2d, torch.optim.AdamW, torch.tidy, ... It knows nothing of diffusion.
+export { Tensor, MEMORY_FORMAT, type MemoryFormat, type Scalar, type ToOptions } from './tensor.js';
+export { type DType, DTYPES, ELEMENT_SIZE, isFloatingPoint, type TypedArrayMap } from './dtype.js';
+export { type Device, deviceType } from './device.js';
+export * from './creation.js';
+export { tidy, keep, moveToOuterScope, scope, memory, type MemoryInfo } from './scope.js';
+export * from './autograd.js';
+export { Generator, defaultGenerator, manualSeed } from './random.js';
+export * from './runtime.js';
+export * as F from './functional.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
+export { SafetensorsFile, SafetensorsError, loadSafetensors, saveSafetensors, parseHeader as parseSafetensorsHeader, type TensorInfo } from './io/safetensors.js';
+export { TorchCheckpoint, TensorRef, CheckpointError, loadTorchCheckpoint } from './io/checkpoint.js';
+export { UnpicklingError } from './io/pickle.js';
+export { opSchema, MANIFEST_KEYS } from './ops.js';

@@ -1,0 +1,106 @@
+// The addon's whole surface, typed in one place (as onnxruntime-node's binding.ts does). Nothing
+// outside src/torch/ imports this file. Handles are plain numbers; see native/src/common.h.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Handle = number;
+/** A native file mapping (opaque). */
+export type Mapping = { readonly __mapping: unique symbol };
+/** A native at::Generator (opaque). */
+export type NativeGenerator = { readonly __generator: unique symbol };
+
+export interface BuildInfo {
+  torchVersion: string;
+  torchLibDir: string;
+  cxx11Abi: boolean;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  mkl: boolean;
+  mkldnn: boolean;
+  openmp: boolean;
+  parallelInfo: string;
+  config: string;
+}
+
+export interface Binding {
+  // tensors
+  fromBuffer(data: ArrayBufferView | ArrayBuffer, dtype: number, shape: readonly number[]): Handle;
+  toBuffer(h: Handle): ArrayBuffer;
+  item(h: Handle): number | boolean | bigint;
+  meta(h: Handle): [number, string, boolean, ...number[]];
+  strides(h: Handle): number[];
+  sameStorage(a: Handle, b: Handle): boolean;
+  dispose(h: Handle): boolean;
+  liveTensors(): { live: number; peak: number };
+  scalarTypeCodes(): Record<string, number>;
+  // operators
+  opHandle(name: string, overload: string): number;
+  opSchema(id: number): string;
+  callOp(id: number, ...args: unknown[]): unknown;
+  // autograd and modes
+  backward(tensors: Handle[], grads: (Handle | null)[] | null, retainGraph?: boolean, createGraph?: boolean): void;
+  autogradGrad(outputs: Handle[], inputs: Handle[], gradOutputs: (Handle | null)[] | null, retainGraph?: boolean,
+    createGraph?: boolean, allowUnused?: boolean): (Handle | null)[];
+  getGrad(h: Handle): Handle | null;
+  setGrad(h: Handle, grad: Handle | null): void;
+  setRequiresGrad(h: Handle, requiresGrad: boolean): void;
+  autogradInfo(h: Handle): [boolean, string | null];
+  retainGrad(h: Handle): void;
+  setGradEnabled(enabled?: boolean): boolean;
+  inferenceModeEnter(enabled: boolean): number;
+  inferenceModeExit(depth: number): void;
+  isInferenceMode(): boolean;
+  autocastEnter(device: string, dtype: number, enabled: boolean): [boolean, number];
+  autocastExit(device: string, prevEnabled: boolean, prevDtype: number): void;
+  autocastState(device: string): [boolean, number];
+  // runtime
+  buildInfo(): BuildInfo;
+  setNumThreads(n: number): void;
+  getNumThreads(): number;
+  generatorDefault(device: string): NativeGenerator;
+  generatorNew(device: string, seed?: number | bigint): NativeGenerator;
+  generatorManualSeed(g: NativeGenerator, seed: number | bigint): void;
+  generatorInitialSeed(g: NativeGenerator): number | bigint;
+  generatorDevice(g: NativeGenerator): string;
+  generatorGetState(g: NativeGenerator): Handle;
+  generatorSetState(g: NativeGenerator, state: Handle): void;
+  manualSeed(seed: number | bigint): void;
+  cudaSynchronize(index?: number): void;
+  cudaEmptyCache(): void;
+  cudaMemory(index?: number): { allocated: number; reserved: number; peakAllocated: number };
+  cudaResetPeak(index?: number): void;
+  setAllowTF32(allow: boolean): void;
+  setDeterministic(on: boolean): void;
+  setCudnnBenchmark(on: boolean): void;
+  // io
+  mmapOpen(path: string): [Mapping, number];
+  mmapTensor(m: Mapping, byteOffset: number, dtype: number, shape: readonly number[], copy?: boolean): Handle;
+  writeTensors(path: string, header: Buffer | null, tensors: Handle[]): number;
+}
+
+function addonPath(): string {
+  if (process.env.DPO_ADDON) return process.env.DPO_ADDON;
+  // dist/src/torch/native.js and src/torch/native.ts are both three levels below the root.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'native', 'build', 'Release', 'dpo_torch.node');
+    if (existsSync(candidate)) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('the libtorch addon is not built: run `npm run setup` (it builds native/build/Release/dpo_torch.node)');
+}
+
+function load(): Binding {
+  const path = addonPath();
+  try {
+    return createRequire(import.meta.url)(path) as Binding;
+  } catch (e) {
+    const err = e as Error;
+    throw new Error(`cannot load the libtorch addon ${path}: ${err.message}\n` +
+      'If libtorch moved or changed since the build, run `npm run build:native -- --force`.', { cause: e });
+  }
+}
+
+export const native: Binding = load();
