@@ -18,7 +18,7 @@ namespace dpo {
 namespace {
 
 enum class Kind : uint8_t {
-  Tensor, TensorList, OptTensorList, Int, IntList, Float, FloatList, Bool, BoolList, Scalar,
+  Tensor, TensorList, OptTensorList, Int, IntList, Float, FloatList, Bool, BoolList, Scalar, ScalarList,
   Device, Str, Generator, Unsupported
 };
 
@@ -83,6 +83,7 @@ ArgSpec classify(const c10::Argument& a) {
       case Kind::Int: spec.kind = Kind::IntList; break;
       case Kind::Float: spec.kind = Kind::FloatList; break;
       case Kind::Bool: spec.kind = Kind::BoolList; break;
+      case Kind::Scalar: spec.kind = Kind::ScalarList; break;
       default: spec.kind = Kind::Unsupported;
     }
     if (a.N()) spec.fixed_size = static_cast<int32_t>(*a.N());
@@ -169,6 +170,19 @@ c10::IValue convert(napi_env env, napi_value v, const OpInfo& op, const ArgSpec&
         napi_value e;
         napi_get_element(env, v, i, &e);
         out[i] = get_double(env, e, spec.name.c_str());
+      }
+      return c10::IValue(out);
+    }
+    case Kind::ScalarList: {  // Scalar[]: a generic list of numbers (ints stay ints)
+      if (!is_array(env, v)) bad_arg(op, spec, "an array of numbers");
+      uint32_t n;
+      napi_get_array_length(env, v, &n);
+      c10::impl::GenericList out(c10::NumberType::get());
+      out.reserve(n);
+      for (uint32_t i = 0; i < n; ++i) {
+        napi_value e;
+        napi_get_element(env, v, i, &e);
+        out.push_back(to_scalar(env, e, op, spec));
       }
       return c10::IValue(out);
     }
