@@ -136,7 +136,20 @@ c10::IValue to_scalar(napi_env env, napi_value v, const OpInfo& op, const ArgSpe
   }
 }
 
+c10::IValue convert_value(napi_env env, napi_value v, const OpInfo& op, const ArgSpec& spec);
+
+// Conversion errors always name the operator and the argument.
 c10::IValue convert(napi_env env, napi_value v, const OpInfo& op, const ArgSpec& spec) {
+  try {
+    return convert_value(env, v, op, spec);
+  } catch (const ArgError& e) {
+    const std::string msg = e.what();
+    if (msg.rfind(op.name, 0) == 0) throw;
+    throw ArgError(op.name + ": argument '" + spec.name + "': " + msg);
+  }
+}
+
+c10::IValue convert_value(napi_env env, napi_value v, const OpInfo& op, const ArgSpec& spec) {
   switch (spec.kind) {
     case Kind::Tensor: {
       double h;

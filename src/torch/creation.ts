@@ -95,15 +95,17 @@ function flatten(data: NestedNumbers, shape: number[], out: number[], depth: num
 }
 
 /**
- * torch.tensor(data): from a number, nested arrays or a typed array (copied). Without a dtype,
- * integers give int64, booleans bool and anything else float32, as PyTorch infers.
+ * torch.tensor(data): from a number, nested arrays or a typed array (copied). JS numbers cannot
+ * tell 1 from 1.0, so numbers give float32 unless a dtype is named (as tfjs does; PyTorch would
+ * infer int64 from integer literals); booleans give bool; typed arrays keep their element type.
  */
 export function tensor(data: NestedNumbers | AnyTypedArray, o: TensorOptions & { shape?: number[] } = {}): Tensor {
   if (ArrayBuffer.isView(data)) return fromTypedArray(data as AnyTypedArray, o.shape ?? [data.length], o);
   const shape: number[] = [];
   const values: number[] = [];
   flatten(data, shape, values, 0);
-  const inferred: DType = isBoolData(data) ? 'bool' : values.every(Number.isInteger) ? 'int64' : 'float32';
+  const inferred: DType = isBoolData(data) ? 'bool' : o.dtype === 'int64' ? 'int64' : 'float32';
+  if (inferred === 'int64' && !values.every(Number.isSafeInteger)) throw new RangeError('tensor(): int64 data must be safe integers');
   const host: AnyTypedArray = inferred === 'int64' ? BigInt64Array.from(values, (v) => BigInt(v)) : inferred === 'bool' ? Uint8Array.from(values) : Float32Array.from(values);
   let t = wrap(native.fromBuffer(host, dtypeCode(inferred), o.shape ?? shape));
   if ((o.dtype && o.dtype !== inferred) || (o.device && o.device !== 'cpu')) {

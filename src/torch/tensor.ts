@@ -2,7 +2,7 @@
 // returning a tensor returns a new handle owned by the current scope; in-place methods (name_)
 // return `this`. Shapes are number[]; dtypes and devices are strings.
 import { type DType, dtypeCode, dtypeFromCode, typedArrayFor, type TypedArrayMap, DTYPES } from './dtype.js';
-import type { Device } from './device.js';
+import { checkDevice, type Device } from './device.js';
 import { native, type Handle } from './native.js';
 import { OP } from './ops.js';
 import { adopt, keep, moveToOuterScope, type Scoped } from './scope.js';
@@ -122,7 +122,7 @@ export class Tensor implements Scoped {
     return native.strides(this._h);
   }
   isContiguous(memoryFormat: MemoryFormat = 'contiguous'): boolean {
-    return call(OP.is_contiguous, this._h, MEMORY_FORMAT[memoryFormat]) as boolean;
+    return call(OP['is_contiguous.memory_format'], this._h, MEMORY_FORMAT[memoryFormat]) as boolean;
   }
   isFloatingPoint(): boolean {
     const d = this.dtype;
@@ -163,7 +163,7 @@ export class Tensor implements Scoped {
   to(device: Device): Tensor;
   to(options: ToOptions): Tensor;
   to(arg: DType | Device | ToOptions): Tensor {
-    const o: ToOptions = typeof arg === 'string' ? (DTYPE_SET.has(arg) ? { dtype: arg as DType } : { device: arg }) : arg;
+    const o: ToOptions = typeof arg === 'string' ? (DTYPE_SET.has(arg) ? { dtype: arg as DType } : { device: checkDevice(arg) }) : arg;
     return wrap(call(OP['to.dtype_layout'], this._h, o.dtype === undefined ? null : dtypeCode(o.dtype), null,
       o.device ?? null, null, o.nonBlocking ?? false, o.copy ?? false,
       o.memoryFormat === undefined ? null : MEMORY_FORMAT[o.memoryFormat]));

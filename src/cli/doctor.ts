@@ -1,0 +1,112 @@
+// `diffusion-dpo doctor`: what this installation runs on, and whether it is set up to run fast.
+import { availableParallelism } from 'node:os';
+import * as torch from '../torch/index.js';
+import { parseCommandArgs } from './args.js';
+import type { Command } from './main.js';
+
+const HELP = `usage: diffusion-dpo doctor [--json] [--device DEVICE]
+
+Reports the libtorch in use (version, path, BLAS, CUDA devices), the thread count, and a
+1024x1024 float32 matmul throughput, with warnings for slow set-ups (a generic BLAS, one thread,
+no CUDA where one was asked for).
+
+options:
+  --device D   also measure on D (e.g. cuda); default: cpu, and cuda when available
+  --json       print the report as JSON
+  -h, --help   this text`;
+
+export interface DoctorReport {
+  node: string;
+  torch: { version: string; libDir: string; cxx11Abi: boolean; blas: string; mkl: boolean; mkldnn: boolean; openmp: boolean };
+  threads: number;
+  cores: number;
+  cuda: { available: boolean; devices: number };
+  matmulGflops: Record<string, number>;
+  warnings: string[];
+}
+
+/** GFLOP/s of an n x n float32 matmul (best of several timed runs after a warm-up). */
+export function matmulGflops(device: torch.Device, n = 1024, repeats = 5): number {
+  return torch.tidy(() => {
+    const a = torch.randn([n, n], { device });
+    const b = torch.randn([n, n], { device });
+    const sync = () => (device.startsWith('cuda') ? torch.cuda.synchronize() : undefined);
+    a.matmul(b).dispose();
+    sync();
+    let best = Infinity;
+    for (let i = 0; i < repeats; i++) {
+      const t0 = performance.now();
+      a.matmul(b).dispose();
+      sync();
+      best = Math.min(best, performance.now() - t0);
+    }
+    return (2 * n ** 3) / (best / 1000) / 1e9;
+  });
+}
+
+function blasOf(config: string): string {
+  const m = config.match(/BLAS_INFO=([^,\s]+)/);
+  return m ? m[1]! : 'unknown';
+}
+
+export function doctorReport(devices: torch.Device[]): DoctorReport {
+  const info = torch.buildInfo();
+  const warnings: string[] = [];
+  const blas = blasOf(info.config);
+  if (!/mkl|open|blis|accelerate|flexi/i.test(blas)) {
+    warnings.push(`libtorch uses the BLAS '${blas}': a generic reference BLAS is 30x slower (on Debian: apt-get install libopenblas0-pthread, or use the pip torch)`);
+  }
+  const threads = torch.getNumThreads();
+  const cores = availableParallelism();
+  if (threads === 1 && cores > 1) warnings.push(`libtorch runs on 1 thread of ${cores} cores (DPO_NUM_THREADS or OMP_NUM_THREADS is set to 1?)`);
+  const matmul: Record<string, number> = {};
+  for (const d of devices) {
+    if (d.startsWith('cuda') && !info.cudaAvailable) {
+      warnings.push(`${d} was asked for but this libtorch sees no CUDA device (a CPU-only build, or no driver)`);
+      continue;
+    }
+    matmul[d] = matmulGflops(d);
+  }
+  if (matmul.cpu !== undefined && matmul.cpu < 20) warnings.push(`CPU matmul reaches only ${matmul.cpu.toFixed(1)} GFLOP/s`);
+  return {
+    node: process.version,
+    torch: { version: info.torchVersion, libDir: info.torchLibDir, cxx11Abi: info.cxx11Abi, blas, mkl: info.mkl, mkldnn: info.mkldnn, openmp: info.openmp },
+    threads,
+    cores,
+    cuda: { available: info.cudaAvailable, devices: info.cudaDeviceCount },
+    matmulGflops: matmul,
+    warnings,
+  };
+}
+
+export const doctorCommand: Command = {
+  summary: 'report the libtorch, devices, threads and matmul speed, with warnings',
+  run(argv) {
+    const { values } = parseCommandArgs('doctor', argv, {
+      json: { type: 'boolean' }, device: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
+    });
+    if (values.help) {
+      console.log(HELP);
+      return 0;
+    }
+    const devices = (values.device as string[] | undefined) ?? (torch.cuda.isAvailable() ? ['cpu', 'cuda'] : ['cpu']);
+    const r = doctorReport(devices);
+    if (values.json) {
+      console.log(JSON.stringify(r, null, 2));
+      return 0;
+    }
+    const lines = [
+      `diffusion-dpo doctor`,
+      `  node          ${r.node}`,
+      `  libtorch      ${r.torch.version}  (${r.torch.libDir})`,
+      `  blas          ${r.torch.blas}${r.torch.mkldnn ? ', oneDNN' : ''}${r.torch.openmp ? ', OpenMP' : ''}`,
+      `  threads       ${r.threads} of ${r.cores} cores`,
+      `  cuda          ${r.cuda.available ? `${r.cuda.devices} device(s)` : 'not available'}`,
+      ...Object.entries(r.matmulGflops).map(([d, g]) => `  matmul 1024²  ${g.toFixed(1)} GFLOP/s on ${d}`),
+    ];
+    console.log(lines.join('\n'));
+    if (r.warnings.length) console.log(`\nwarnings:\n${r.warnings.map((w) => `  - ${w}`).join('\n')}`);
+    else console.log('\nno warnings: this set-up is ready.');
+    return 0;
+  },
+};

@@ -1,0 +1,7 @@
+/** An expected failure of a command (bad input, missing file): printed as one line, no stack. */
+export class CliError extends Error {
+  constructor(message: string, readonly exitCode = 1) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
