@@ -104,9 +104,12 @@ export function tensor(data: NestedNumbers | AnyTypedArray, o: TensorOptions & {
   const shape: number[] = [];
   const values: number[] = [];
   flatten(data, shape, values, 0);
-  const inferred: DType = isBoolData(data) ? 'bool' : o.dtype === 'int64' ? 'int64' : 'float32';
+  // Values travel in the requested precision (float64 data must not be rounded through float32).
+  const inferred: DType = isBoolData(data) ? 'bool' : o.dtype === 'int64' ? 'int64' : o.dtype === 'float64' ? 'float64' : 'float32';
   if (inferred === 'int64' && !values.every(Number.isSafeInteger)) throw new RangeError('tensor(): int64 data must be safe integers');
-  const host: AnyTypedArray = inferred === 'int64' ? BigInt64Array.from(values, (v) => BigInt(v)) : inferred === 'bool' ? Uint8Array.from(values) : Float32Array.from(values);
+  const host: AnyTypedArray = inferred === 'int64' ? BigInt64Array.from(values, (v) => BigInt(v))
+    : inferred === 'bool' ? Uint8Array.from(values)
+      : inferred === 'float64' ? Float64Array.from(values) : Float32Array.from(values);
   let t = wrap(native.fromBuffer(host, dtypeCode(inferred), o.shape ?? shape));
   if ((o.dtype && o.dtype !== inferred) || (o.device && o.device !== 'cpu')) {
     const moved = t.to({ dtype: o.dtype ?? inferred, device: o.device ?? 'cpu' });
