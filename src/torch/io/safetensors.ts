@@ -134,7 +134,8 @@ export class SafetensorsFile {
 
   /**
    * One tensor. By default a copy in host memory; `{ view: true }` maps the file's pages directly
-   * (no copy; writes stay private to this process). dtype/device convert after reading.
+   * (no copy). The mapping is copy-on-write: writing to a view never changes the file, but later
+   * reads through this same open file see the write. dtype/device convert after reading.
    */
   get(name: string, o: { dtype?: DType; device?: Device; view?: boolean } = {}): Tensor {
     const info = this.tensors.get(name);
@@ -170,7 +171,13 @@ export function loadSafetensors(path: string, o: { dtype?: DType; device?: Devic
  * file in the same folder, fsync, rename. A failure leaves any previous file at `path` untouched.
  */
 export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
-  const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+  // Larger elements first (stable otherwise), as the safetensors library orders them: with the
+  // header padded to 8 bytes every tensor then starts aligned to its element size (the format
+  // allows no gaps between tensors).
+  const entries = (tensors instanceof Map ? [...tensors] : Object.entries(tensors))
+    .map((e, i) => ({ e, i }))
+    .sort((a, b) => ELEMENT_SIZE[b.e[1].dtype] - ELEMENT_SIZE[a.e[1].dtype] || a.i - b.i)
+    .map(({ e }) => e);
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
