@@ -381,9 +381,12 @@ export class Tensor implements Scoped {
     call(OP.uniform_, this._h, from, to, generator?.native ?? null);
     return this;
   }
-  /** Makes this tensor use `source`'s storage and metadata (how a module swaps in loaded weights). */
-  set_(source: Tensor): this {
-    call(OP['set_.source_Tensor'], this._h, source._h);
+  /**
+   * Makes this tensor hold `source`'s data, dtype and device while staying the same (leaf) tensor
+   * object: what `param.data = source` does in PyTorch, and how Module.to converts in place.
+   */
+  setData_(source: Tensor): this {
+    call(OP.set_data, this._h, source._h);
     return this._invalidate();
   }
 

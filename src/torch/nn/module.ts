@@ -179,7 +179,7 @@ export class Module {
           t.grad = null;
           g.dispose();
         }
-        t.set_(converted);
+        t.setData_(converted);
         converted.dispose();
       }
     });
