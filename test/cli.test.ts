@@ -1,0 +1,85 @@
+// The command line as a user runs it: doctor, inspect (good, bad and hostile files), parity.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { fixturesDir, projectRoot, testFixtures } from './helpers/fixtures.js';
+
+const bin = join(projectRoot, 'bin', 'diffusion-dpo.js');
+const dir = mkdtempSync(join(tmpdir(), 'dpo-cli-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function cli(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', cwd: projectRoot });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('diffusion-dpo', () => {
+  test('no command prints usage and exits 2; unknown command and unknown flag are errors', () => {
+    const none = cli();
+    assert.equal(none.code, 2);
+    assert.match(none.out, /usage: diffusion-dpo <command>/);
+    const bad = cli('frobnicate');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /unknown command 'frobnicate'/);
+    const flag = cli('doctor', '--no-such-flag');
+    assert.equal(flag.code, 2);
+    assert.match(flag.err, /Unknown option '--no_such_flag'/);
+  });
+
+  test('doctor --json reports libtorch, threads and a matmul figure', () => {
+    const r = cli('doctor', '--json');
+    assert.equal(r.code, 0, r.err);
+    const report = JSON.parse(r.out) as { torch: { version: string }; threads: number; matmulGflops: { cpu: number }; warnings: string[] };
+    assert.match(report.torch.version, /^2\.\d+\.\d+$/);
+    assert.ok(report.threads >= 1);
+    assert.ok(report.matmulGflops.cpu > 0);
+    assert.ok(Array.isArray(report.warnings));
+  });
+
+  test('inspect lists a safetensors file and a PyTorch checkpoint', () => {
+    const st = cli('inspect', join(fixturesDir, 'tiny-sd', 'vae', 'diffusion_pytorch_model.safetensors'));
+    assert.equal(st.code, 0, st.err);
+    assert.match(st.out, /encoder\.conv_in\.weight\s+float32\s+\[32, 3, 3, 3\]\s+3\.4 KiB/);
+    assert.match(st.out, /124 tensors, 658,375 values/);
+    const pt = cli('inspect', '--json', join(testFixtures, 'checkpoints', 'state_dict.pt'));
+    assert.equal(pt.code, 0, pt.err);
+    const j = JSON.parse(pt.out) as { format: string; tensors: { name: string; dtype: string; shape: number[] }[] };
+    assert.equal(j.format, 'pytorch');
+    assert.deepEqual(j.tensors.find((t) => t.name === 'transposed'), { name: 'transposed', dtype: 'float32', shape: [6, 4], bytes: 96 });
+  });
+
+  test('inspect on bad or hostile files: one line on stderr, exit 1, nothing run', () => {
+    const garbage = join(dir, 'garbage.safetensors');
+    writeFileSync(garbage, Buffer.from('\x10\x00\x00\x00\x00\x00\x00\x00{"a": oops}     '));
+    for (const [file, re] of [
+      [garbage, /not valid JSON/],
+      [join(testFixtures, 'checkpoints', 'hostile.pt'), /refusing to load global/],
+      [join(testFixtures, 'checkpoints', 'legacy.pt'), /legacy \(pre-1\.6/],
+      [join(dir, 'missing.bin'), /cannot read \(ENOENT\)/],
+    ] as const) {
+      const r = cli('inspect', file);
+      assert.equal(r.code, 1, `${file}: ${r.out}`);
+      assert.equal(r.out, '');
+      assert.equal(r.err.trim().split('\n').length, 1, r.err);
+      assert.match(r.err, re);
+    }
+  });
+});
+
+describe('npm run parity', () => {
+  const parity = join(projectRoot, 'dist', 'src', 'parity', 'main.js');
+  test('passes on the optimizer and schedule cases and prints the worst error per case', () => {
+    const r = spawnSync(process.execPath, [parity, fixturesDir, '--kind', 'optimizer,lr_schedule'], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /optim_adamw\s+optimizer\s+pass\s+params\.step\d\.p\d\s+\S+e-\d+/);
+    assert.match(r.stdout, /3 passed, 0 failed, 0 unsupported, 0 errors \(3 cases\)/);
+  });
+  test('exits non-zero when a folder has cases it cannot run', () => {
+    const r = spawnSync(process.execPath, [parity, fixturesDir, '--case', 'vae_sd'], { encoding: 'utf8' });
+    assert.equal(r.status, 1);
+    assert.match(r.stdout, /vae_sd\s+vae\s+UNSUPPORTED/);
+  });
+});
