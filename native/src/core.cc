@@ -33,6 +33,19 @@ int64_t reportable_bytes(const at::Tensor& t) {
   return static_cast<int64_t>(storage.nbytes());
 }
 
+// V8 is told about external memory in batches: calling napi_adjust_external_memory for every
+// small tensor would cost two V8 calls per op; the count V8 sees is off by at most 1 MiB.
+int64_t g_pending_bytes = 0;
+constexpr int64_t kReportBatch = 1 << 20;
+inline void account(napi_env env, int64_t delta) {
+  g_pending_bytes += delta;
+  if (g_pending_bytes >= kReportBatch || g_pending_bytes <= -kReportBatch) {
+    int64_t ignored;
+    napi_adjust_external_memory(env, g_pending_bytes, &ignored);
+    g_pending_bytes = 0;
+  }
+}
+
 inline Slot* slot_of(double handle) {
   if (!(handle >= 0)) return nullptr;
   const uint64_t h = static_cast<uint64_t>(handle);
@@ -58,10 +71,7 @@ double put_tensor(napi_env env, at::Tensor t) {
   Slot& s = g_slots[index];
   s.reported_bytes = reportable_bytes(t);
   s.tensor = std::move(t);
-  if (s.reported_bytes > 0) {
-    int64_t ignored;
-    napi_adjust_external_memory(env, s.reported_bytes, &ignored);
-  }
+  if (s.reported_bytes > 0) account(env, s.reported_bytes);
   if (++g_live > g_peak) g_peak = g_live;
   return static_cast<double>(s.generation) * kSlotSpan + index;
 }
@@ -77,8 +87,7 @@ bool release_tensor(napi_env env, double handle) {
   if (!s) return false;
   s->tensor = at::Tensor();
   if (s->reported_bytes > 0) {
-    int64_t ignored;
-    napi_adjust_external_memory(env, -s->reported_bytes, &ignored);
+    account(env, -s->reported_bytes);
     s->reported_bytes = 0;
   }
   s->generation = s->generation >= kMaxGeneration ? 1 : s->generation + 1;

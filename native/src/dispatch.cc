@@ -313,7 +313,8 @@ napi_value call_op(napi_env env, napi_callback_info info) {
                    std::to_string(given));
 
   // One stack reused across calls (ops run on the JS thread only) avoids a heap allocation per op.
-  static thread_local torch::jit::Stack stack;
+  // (a plain static, not thread_local: TLS in a shared object costs a __tls_get_addr call per op)
+  static torch::jit::Stack stack;
   stack.clear();
   struct ClearOnExit {  // also on a throw: the stack must not keep tensors alive
     ~ClearOnExit() { stack.clear(); }

@@ -129,6 +129,25 @@ napi_value dispose(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
+// disposeMany(handles: Float64Array) -> how many were live. Scopes end with one call, not one per tensor.
+napi_value dispose_many(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr);
+  napi_typedarray_type type;
+  size_t length;
+  void* data;
+  if (argc < 1 || napi_get_typedarray_info(env, argv[0], &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_float64_array)
+    throw ArgError("disposeMany: expected a Float64Array of handles");
+  const double* handles = static_cast<const double*>(data);
+  int64_t freed = 0;
+  for (size_t i = 0; i < length; ++i) freed += release_tensor(env, handles[i]) ? 1 : 0;
+  return make_int(env, freed);
+  DPO_CATCH(env)
+}
+
 napi_value live_tensors(napi_env env, napi_callback_info info) {
   DPO_TRY
   napi_value o = make_object(env);
@@ -161,6 +180,7 @@ void exports_tensor(std::vector<Export>& out) {
   out.push_back({"strides", strides});
   out.push_back({"sameStorage", same_storage});
   out.push_back({"dispose", dispose});
+  out.push_back({"disposeMany", dispose_many});
   out.push_back({"liveTensors", live_tensors});
   out.push_back({"scalarTypeCodes", scalar_type_codes});
 }

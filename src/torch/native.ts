@@ -33,6 +33,7 @@ export interface Binding {
   strides(h: Handle): number[];
   sameStorage(a: Handle, b: Handle): boolean;
   dispose(h: Handle): boolean;
+  disposeMany(handles: Float64Array): number;
   liveTensors(): { live: number; peak: number };
   scalarTypeCodes(): Record<string, number>;
   // operators

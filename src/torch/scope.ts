@@ -8,7 +8,8 @@ import { native } from './native.js';
 export interface Scoped {
   /** Id of the scope that owns it; 0 = no scope (long-lived, GC safety net only). */
   _scope: number;
-  readonly _h: number;
+  /** Native handle; -1 once disposed. */
+  _h: number;
   readonly isDisposed: boolean;
   dispose(): void;
 }
@@ -106,8 +107,11 @@ export function endScope(id: number, result?: unknown): void {
   const survivors = new Set<Scoped>();
   if (result !== undefined) collect(result, survivors, new Set());
   const outer = stack[stack.length - 1];
+  // Everything else is freed with one native call (a scope often ends a thousand tensors).
+  const dead = new Float64Array(scope.tensors.length);
+  let n = 0;
   for (const t of scope.tensors) {
-    if (t._scope !== id) continue; // kept or moved out meanwhile
+    if (t._scope !== id || t._h < 0) continue; // kept, moved out or disposed meanwhile
     if (survivors.has(t)) {
       if (outer) {
         t._scope = outer.id;
@@ -116,9 +120,11 @@ export function endScope(id: number, result?: unknown): void {
         keep(t);
       }
     } else {
-      t.dispose();
+      dead[n++] = t._h;
+      t._h = -1;
     }
   }
+  if (n > 0) native.disposeMany(n === dead.length ? dead : dead.subarray(0, n));
 }
 
 /**
