@@ -42,8 +42,9 @@ function ours(): { small: Record<string, number>; kernels: Record<string, number
     mul_scalar: (n) => { for (let i = 0; i < n; i++) a.mul(2.5).dispose(); },
     matmul_4x4: (n) => { for (let i = 0; i < n; i++) m.matmul(m).dispose(); },
     reshape: (n) => { for (let i = 0; i < n; i++) m.reshape(16).dispose(); },
+    // five dependent ops as model code runs them: inside a step's scope
     chain5: (n) => {
-      for (let i = 0; i < n; i += 5) torch.tidy(() => torch.F.relu(a.add(b).mul(2.0).sub(1.0).sigmoid()));
+      for (let i = 0; i < n; i += 1000) torch.tidy(() => { for (let j = 0; j < 1000; j += 5) torch.F.relu(a.add(b).mul(2.0).sub(1.0).sigmoid()); });
     },
   };
   const small: Record<string, number> = {};
