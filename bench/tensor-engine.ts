@@ -57,7 +57,7 @@ function ours(): { small: Record<string, number>; kernels: Record<string, number
   m.dispose();
 
   torch.setNumThreads(threadsKernels);
-  const gflops = (fn: () => torch.Tensor, flops: number, reps = 10) => {
+  const gflops = (fn: () => torch.Tensor, flops: number, reps = 20) => {
     fn().dispose();
     let best = Infinity;
     for (let r = 0; r < reps; r++) {

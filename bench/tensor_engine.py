@@ -61,7 +61,7 @@ for name, fn in [("add", add), ("mul_scalar", mul_scalar), ("matmul_4x4", matmul
 torch.set_num_threads(threads_kernels)
 
 
-def gflops(fn, flops, reps=10):
+def gflops(fn, flops, reps=20):
     fn()
     best = float("inf")
     for _ in range(reps):
