@@ -1,6 +1,5 @@
 // `diffusion-dpo inspect FILE`: the tensors of a safetensors file or PyTorch checkpoint. Nothing
 // in the file is executed; a bad or hostile file gets a one-line error and exit status 1.
-import { closeSync, openSync, readSync } from 'node:fs';
 import * as torch from '../torch/index.js';
 import { parseCommandArgs } from './args.js';
 import { CliError } from './errors.js';
@@ -25,16 +24,12 @@ export interface InspectRow {
 }
 
 export function inspectFile(path: string): { format: 'safetensors' | 'pytorch'; tensors: InspectRow[]; metadata?: Record<string, string> } {
-  let head: Buffer;
+  let isZipOrPickle: boolean;
   try {
-    const fd = openSync(path, 'r');
-    head = Buffer.alloc(4);
-    readSync(fd, head, 0, 4, 0);
-    closeSync(fd);
+    isZipOrPickle = torch.isTorchCheckpoint(path);
   } catch (e) {
     throw new CliError(`${path}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
   }
-  const isZipOrPickle = head.readUInt32LE(0) === 0x04034b50 || head[0] === 0x80;
   try {
     if (isZipOrPickle) {
       const ckpt = torch.TorchCheckpoint.open(path);

@@ -84,6 +84,24 @@ function persistentLoad(pid: unknown): StorageRef {
   return { key: String(key), dtype: type.dtype, location: String(location), numel: Number(numel) };
 }
 
+/** The first `n` bytes of a file (fewer if it is shorter). */
+export function readFileHead(path: string, n: number): Buffer {
+  const fd = openSync(path, 'r');
+  try {
+    const head = Buffer.alloc(n);
+    const got = readSync(fd, head, 0, n, 0);
+    return head.subarray(0, got);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Which weight format a file is in, from its first bytes: a zip or pickle is a PyTorch checkpoint. */
+export function isTorchCheckpoint(path: string): boolean {
+  const head = readFileHead(path, 4);
+  return (head.length === 4 && head.readUInt32LE(0) === 0x04034b50) || head[0] === 0x80;
+}
+
 const LEGACY_MAGIC = Buffer.from([0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]);
 
 /** An opened checkpoint: the object tree with TensorRefs in place of tensors. */
@@ -102,10 +120,7 @@ export class TorchCheckpoint {
   static open(path: string): TorchCheckpoint {
     let head: Buffer;
     try {
-      const fd = openSync(path, 'r');
-      head = Buffer.alloc(16);
-      readSync(fd, head, 0, 16, 0);
-      closeSync(fd);
+      head = readFileHead(path, 16);
     } catch (e) {
       throw new CheckpointError(path, `cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
@@ -113,7 +128,7 @@ export class TorchCheckpoint {
       throw new CheckpointError(path, 'this is the legacy (pre-1.6, non-zip) PyTorch format, which is not supported: ' +
         're-save it with torch.save(obj, path) from PyTorch >= 1.6, or convert it to safetensors');
     }
-    if (head.readUInt32LE(0) !== 0x04034b50) throw new CheckpointError(path, 'not a PyTorch checkpoint (not a zip file)');
+    if (head.length < 4 || head.readUInt32LE(0) !== 0x04034b50) throw new CheckpointError(path, 'not a PyTorch checkpoint (not a zip file)');
     let zip: ZipReader;
     try {
       zip = new ZipReader(path);
