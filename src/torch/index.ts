@@ -15,3 +15,4 @@ export { SafetensorsFile, SafetensorsError, loadSafetensors, saveSafetensors, pa
 export { TorchCheckpoint, TensorRef, CheckpointError, loadTorchCheckpoint, isTorchCheckpoint } from './io/checkpoint.js';
 export { UnpicklingError } from './io/pickle.js';
 export { opSchema, MANIFEST_KEYS } from './ops.js';
+export { GradScaler, type GradScalerOptions, type GradScalerState } from './amp/grad_scaler.js';
