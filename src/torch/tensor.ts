@@ -382,6 +382,19 @@ export class Tensor implements Scoped {
     return this;
   }
   /**
+   * @internal Takes over `source`'s native tensor (source is left disposed), keeping this object:
+   * how a module built on the 'meta' device receives its loaded weights (load_state_dict(assign=True)).
+   */
+  _moveFrom(source: Tensor): this {
+    if (source === this) return this;
+    if (source._h < 0) throw new Error('cannot move from a disposed tensor');
+    if (this._h >= 0) native.dispose(this._h);
+    this._h = source._h;
+    source._h = -1;
+    return this._invalidate();
+  }
+
+  /**
    * Makes this tensor hold `source`'s data, dtype and device while staying the same (leaf) tensor
    * object: what `param.data = source` does in PyTorch, and how Module.to converts in place.
    */

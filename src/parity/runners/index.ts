@@ -2,6 +2,7 @@
 import type { FixtureCase } from '../case.js';
 import type { Comparison } from '../compare.js';
 import { runLrScheduleCase } from './lr_schedule.js';
+import { runTextEncoderCase, runTextEncoderSDXLCase, runUNetCase, runVAECase } from './models.js';
 import { runOptimizerCase } from './optimizer.js';
 
 export type Runner = (c: FixtureCase) => Comparison[];
@@ -9,4 +10,8 @@ export type Runner = (c: FixtureCase) => Comparison[];
 export const RUNNERS: Record<string, Runner> = {
   optimizer: runOptimizerCase,
   lr_schedule: runLrScheduleCase,
+  unet_forward_backward: runUNetCase,
+  vae: runVAECase,
+  text_encoder: runTextEncoderCase,
+  text_encoder_sdxl: runTextEncoderSDXLCase,
 };

@@ -156,8 +156,8 @@ export class SafetensorsFile {
   }
 }
 
-/** Every tensor of a file, in file order. */
-export function loadSafetensors(path: string, o: { dtype?: DType; device?: Device } = {}): Map<string, Tensor> {
+/** Every tensor of a file, in file order (`view`: mapped, not copied; see SafetensorsFile.get). */
+export function loadSafetensors(path: string, o: { dtype?: DType; device?: Device; view?: boolean } = {}): Map<string, Tensor> {
   const f = SafetensorsFile.open(path);
   try {
     return new Map(f.keys().map((k) => [k, f.get(k, o)]));

@@ -137,9 +137,11 @@ export class Module {
   /**
    * Copies tensors into this module's parameters and buffers by key (converting dtype and device).
    * strict: any missing or unexpected key is an error; mis-shaped tensors always are. The error
-   * lists every offending key.
+   * lists every offending key. With `assign`, the module's tensors take over converted copies
+   * instead of being written into (for modules built on the 'meta' device, which hold no memory);
+   * `dtype` then applies to floating-point tensors and `device` to all.
    */
-  loadStateDict(source: StateDict | Record<string, Tensor>, o: { strict?: boolean; what?: string } = {}): LoadResult {
+  loadStateDict(source: StateDict | Record<string, Tensor>, o: { strict?: boolean; what?: string; assign?: boolean; dtype?: DType; device?: Device } = {}): LoadResult {
     const strict = o.strict ?? true;
     const src = source instanceof Map ? source : new Map(Object.entries(source));
     const own = this.stateDict();
@@ -156,10 +158,19 @@ export class Module {
     if (mismatched.length || (strict && (missingKeys.length || unexpectedKeys.length))) {
       throw new StateDictError(strict ? missingKeys : [], strict ? unexpectedKeys : [], mismatched, o.what);
     }
+    const params = new Set(this.parameters());
     noGrad(() => {
       for (const [key, target] of own) {
         const value = src.get(key);
-        if (value) target.copy_(value);
+        if (!value) continue;
+        if (!o.assign) {
+          target.copy_(value);
+          continue;
+        }
+        const floating = value.isFloatingPoint();
+        const converted = value.to({ dtype: floating ? (o.dtype ?? target.dtype) : value.dtype, device: o.device ?? value.device, copy: true });
+        target._moveFrom(converted);
+        if (params.has(target)) target.requiresGrad_(true);
       }
     });
     return { missingKeys, unexpectedKeys };

@@ -1,0 +1,5 @@
+export { UNet2DConditionModel, parseUNetConfig, type UNetConfig, type AddedCond, type UNetOutput } from './unet_2d_condition.js';
+export { AutoencoderKL, DiagonalGaussianDistribution, parseVAEConfig, renameLegacyVAEKeys, type VAEConfig } from './autoencoder_kl.js';
+export { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig, type CLIPTextConfig, type CLIPTextOutput } from './clip_text.js';
+export { ConfigError, type RawConfig } from './config.js';
+export * from './loading.js';

@@ -1,0 +1,147 @@
+// Loading and saving diffusers/transformers component folders (config.json + weights) and
+// pipeline folders (model_index.json + one subfolder per component). Models are built on the
+// 'meta' device (no memory, no random init) and take over the checkpoint's tensors, converted to
+// the requested dtype and device. Weight files: safetensors, `.bin` through the restricted
+// unpickler, `.fp16`-style variants and sharded `*.index.json` sets.
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import * as torch from '../torch/index.js';
+import { AutoencoderKL, renameLegacyVAEKeys } from './autoencoder_kl.js';
+import { CLIPTextModel, CLIPTextModelWithProjection } from './clip_text.js';
+import type { RawConfig } from './config.js';
+import { UNet2DConditionModel } from './unet_2d_condition.js';
+
+export class ModelLoadError extends Error {
+  constructor(readonly path: string, message: string) {
+    super(`${path}: ${message}`);
+    this.name = 'ModelLoadError';
+  }
+}
+
+export interface LoadOptions {
+  dtype?: torch.DType;
+  device?: torch.Device;
+  /** Weight file variant, e.g. 'fp16' for diffusion_pytorch_model.fp16.safetensors. */
+  variant?: string;
+}
+
+const WEIGHT_NAMES = ['diffusion_pytorch_model', 'model', 'pytorch_model'];
+
+/** The weight files of a component folder, preferring safetensors, honouring a variant and shard indexes. */
+export function findWeightFiles(folder: string, variant?: string): string[] {
+  const v = variant ? `.${variant}` : '';
+  for (const ext of ['safetensors', 'bin']) {
+    for (const name of WEIGHT_NAMES) {
+      const single = join(folder, `${name}${v}.${ext}`);
+      if (existsSync(single)) return [single];
+      const index = join(folder, `${name}.${ext}.index${v}.json`);
+      const indexAlt = join(folder, `${name}${v}.${ext}.index.json`);
+      for (const idx of [index, indexAlt]) {
+        if (!existsSync(idx)) continue;
+        const map = (JSON.parse(readFileSync(idx, 'utf8')) as { weight_map?: Record<string, string> }).weight_map;
+        if (!map) throw new ModelLoadError(idx, 'shard index has no weight_map');
+        return [...new Set(Object.values(map))].map((f) => join(folder, f));
+      }
+    }
+  }
+  const tried = WEIGHT_NAMES.map((n) => `${n}${v}.safetensors`).join(', ');
+  throw new ModelLoadError(folder, `no weights found (looked for ${tried} and .bin${variant ? `; variant '${variant}'` : ''})`);
+}
+
+/**
+ * Every tensor of a component's weight files, in the files' dtypes. safetensors are mapped, not
+ * copied (the caller converts or copies what it keeps), so a 5 GB UNet is read once.
+ */
+export function readWeights(files: string[]): Map<string, torch.Tensor> {
+  const out = new Map<string, torch.Tensor>();
+  for (const file of files) {
+    const tensors = file.endsWith('.safetensors') ? torch.loadSafetensors(file, { view: true }) : torch.loadTorchCheckpoint(file);
+    for (const [k, t] of tensors) out.set(k, t);
+  }
+  return out;
+}
+
+export function readConfig(folder: string): RawConfig {
+  const path = join(folder, 'config.json');
+  if (!existsSync(path)) throw new ModelLoadError(folder, 'no config.json');
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as RawConfig;
+  } catch (e) {
+    throw new ModelLoadError(path, `invalid JSON (${(e as Error).message})`);
+  }
+}
+
+/** Builds `make(config)` on the meta device and fills it from the folder's weights. */
+function loadInto<M extends torch.nn.Module>(folder: string, make: (raw: RawConfig) => M, o: LoadOptions, fixKeys?: (sd: Map<string, torch.Tensor>, model: M) => void): M {
+  const raw = readConfig(folder);
+  const model = make(raw);
+  torch.tidy(() => {
+    const sd = readWeights(findWeightFiles(folder, o.variant));
+    fixKeys?.(sd, model);
+    try {
+      model.loadStateDict(sd, { assign: true, dtype: o.dtype, device: o.device ?? 'cpu', what: `weights of ${folder}` });
+    } catch (e) {
+      throw new ModelLoadError(folder, (e as Error).message);
+    }
+  });
+  return model;
+}
+
+export function loadUNet(folder: string, o: LoadOptions = {}): UNet2DConditionModel {
+  return loadInto(folder, (raw) => new UNet2DConditionModel(raw, { device: 'meta' }), o);
+}
+
+export function loadVAE(folder: string, o: LoadOptions = {}): AutoencoderKL {
+  return loadInto(folder, (raw) => new AutoencoderKL(raw, { device: 'meta' }), o, (sd) => {
+    for (const [k, t] of [...sd]) {
+      const renamed = renameLegacyVAEKeys(k);
+      if (renamed === k) continue;
+      sd.delete(k);
+      // Very old checkpoints stored these projections as 1x1 convs.
+      sd.set(renamed, t.ndim === 4 ? t.squeeze(-1).squeeze(-1) : t);
+    }
+  });
+}
+
+/** transformers >= 4.31 no longer saves position_ids; they are always arange(max_positions). */
+function addPositionIds(sd: Map<string, torch.Tensor>, model: CLIPTextModel | CLIPTextModelWithProjection): void {
+  const key = 'text_model.embeddings.position_ids';
+  if (!sd.has(key)) sd.set(key, torch.arange(0, model.config.maxPositionEmbeddings, 1, { dtype: 'int64' }).unsqueeze(0));
+}
+
+export function loadCLIPTextModel(folder: string, o: LoadOptions = {}): CLIPTextModel {
+  return loadInto(folder, (raw) => new CLIPTextModel(raw, { device: 'meta' }), o, addPositionIds);
+}
+
+export function loadCLIPTextModelWithProjection(folder: string, o: LoadOptions = {}): CLIPTextModelWithProjection {
+  return loadInto(folder, (raw) => new CLIPTextModelWithProjection(raw, { device: 'meta' }), o, addPositionIds);
+}
+
+/** The diffusers version written into configs we save (the reference library's). */
+export const DIFFUSERS_VERSION = '0.20.0';
+
+/**
+ * Writes a component folder: config.json (the model's config with `_class_name` and
+ * `_diffusers_version`) and the weights as safetensors, each atomically (temp + rename).
+ */
+export function saveComponent(folder: string, model: torch.nn.Module & { config: { raw: RawConfig } }, className: string, o: { weightsName?: string; library?: 'diffusers' | 'transformers' } = {}): void {
+  mkdirSync(folder, { recursive: true });
+  const library = o.library ?? 'diffusers';
+  const config: RawConfig = library === 'diffusers'
+    ? { ...model.config.raw, _class_name: className, _diffusers_version: DIFFUSERS_VERSION }
+    : { ...model.config.raw, architectures: [className] };
+  writeFileAtomic(join(folder, 'config.json'), JSON.stringify(config, null, 2) + '\n');
+  const weights = o.weightsName ?? (library === 'diffusers' ? 'diffusion_pytorch_model.safetensors' : 'model.safetensors');
+  torch.saveSafetensors(join(folder, weights), model.stateDict(), { format: 'pt' });
+}
+
+export function writeFileAtomic(path: string, data: string | Buffer): void {
+  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
