@@ -3,9 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
-import { runFolder } from '../src/parity/run.js';
 import { assertClose, noLeak } from './helpers/assert.js';
-import { requireFixtures } from './helpers/fixtures.js';
 
 const { optim, tidy } = torch;
 
@@ -26,14 +24,6 @@ function disposeAll(ps: torch.Tensor[]): void {
     p.dispose();
   }
 }
-
-describe('fixture cases (test_against_reference)', () => {
-  test('optimizer and lr_schedule cases of ../shared/fixtures pass', () => {
-    const results = runFolder(requireFixtures(), { kinds: ['optimizer', 'lr_schedule'] });
-    assert.deepEqual(results.map((r) => r.name).sort(), ['lr_schedules', 'optim_adafactor', 'optim_adamw']);
-    for (const r of results) assert.equal(r.status, 'pass', `${r.name}: ${r.message ?? JSON.stringify(r.worst)}`);
-  });
-});
 
 describe('AdamW', () => {
   test('fused kernel and foreach path agree', () => noLeak(() => {

@@ -3,7 +3,7 @@
 // 'meta' device (no memory, no random init) and take over the checkpoint's tensors, converted to
 // the requested dtype and device. Weight files: safetensors, `.bin` through the restricted
 // unpickler, `.fp16`-style variants and sharded `*.index.json` sets.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as torch from '../torch/index.js';
 import { AutoencoderKL, renameLegacyVAEKeys } from './autoencoder_kl.js';
@@ -144,4 +144,65 @@ export function writeFileAtomic(path: string, data: string | Buffer): void {
     rmSync(tmp, { force: true });
     throw e;
   }
+}
+
+/** The model components of a Stable Diffusion (1.x/2.x) or SDXL pipeline folder. */
+export interface PipelineComponents {
+  kind: 'sd' | 'sdxl';
+  /** model_index.json as read. */
+  index: RawConfig;
+  unet: UNet2DConditionModel;
+  vae: AutoencoderKL;
+  textEncoder: CLIPTextModel | null;
+  textEncoder2: CLIPTextModelWithProjection | null;
+  /** Folder the non-model components (tokenizers, scheduler) are read from. */
+  folder: string;
+}
+
+const PIPELINE_CLASSES: Record<string, 'sd' | 'sdxl'> = {
+  StableDiffusionPipeline: 'sd',
+  StableDiffusionXLPipeline: 'sdxl',
+  StableDiffusionXLImg2ImgPipeline: 'sdxl',
+};
+
+/** Reads model_index.json and loads the UNet, VAE and text encoder(s) it names. */
+export function loadPipeline(folder: string, o: LoadOptions & { vaeFolder?: string; unetFolder?: string } = {}): PipelineComponents {
+  const indexPath = join(folder, 'model_index.json');
+  if (!existsSync(indexPath)) throw new ModelLoadError(folder, 'no model_index.json: not a diffusers pipeline folder');
+  const index = JSON.parse(readFileSync(indexPath, 'utf8')) as RawConfig;
+  const cls = String(index._class_name);
+  const kind = PIPELINE_CLASSES[cls];
+  if (!kind) throw new ModelLoadError(indexPath, `pipeline class '${cls}' is not supported (supported: ${Object.keys(PIPELINE_CLASSES).join(', ')})`);
+  const has = (name: string) => Array.isArray(index[name]) && (index[name] as unknown[])[0] !== null;
+  const unet = loadUNet(o.unetFolder ?? join(folder, 'unet'), o);
+  const vae = loadVAE(o.vaeFolder ?? join(folder, 'vae'), o);
+  const textEncoder = has('text_encoder') ? loadCLIPTextModel(join(folder, 'text_encoder'), o) : null;
+  const textEncoder2 = has('text_encoder_2') ? loadCLIPTextModelWithProjection(join(folder, 'text_encoder_2'), o) : null;
+  if (kind === 'sd' && !textEncoder) throw new ModelLoadError(indexPath, 'a StableDiffusionPipeline needs a text_encoder');
+  if (kind === 'sdxl' && !textEncoder2) throw new ModelLoadError(indexPath, 'an SDXL pipeline needs text_encoder_2');
+  return { kind, index, unet, vae, textEncoder, textEncoder2, folder };
+}
+
+/**
+ * Writes a diffusers pipeline folder: model_index.json, the models as safetensors component
+ * folders, and the tokenizer and scheduler folders copied from the source pipeline.
+ */
+export function savePipeline(out: string, p: PipelineComponents): void {
+  mkdirSync(out, { recursive: true });
+  saveComponent(join(out, 'unet'), p.unet, 'UNet2DConditionModel');
+  saveComponent(join(out, 'vae'), p.vae, 'AutoencoderKL');
+  if (p.textEncoder) saveComponent(join(out, 'text_encoder'), p.textEncoder, 'CLIPTextModel', { library: 'transformers' });
+  if (p.textEncoder2) saveComponent(join(out, 'text_encoder_2'), p.textEncoder2, 'CLIPTextModelWithProjection', { library: 'transformers' });
+  for (const sub of ['tokenizer', 'tokenizer_2', 'scheduler', 'feature_extractor']) {
+    const src = join(p.folder, sub);
+    if (existsSync(src) && src !== join(out, sub)) cpSync(src, join(out, sub), { recursive: true });
+  }
+  writeFileAtomic(join(out, 'model_index.json'), JSON.stringify({ ...p.index, _diffusers_version: DIFFUSERS_VERSION }, null, 2) + '\n');
+}
+
+export function disposePipeline(p: PipelineComponents): void {
+  p.unet.dispose();
+  p.vae.dispose();
+  p.textEncoder?.dispose();
+  p.textEncoder2?.dispose();
 }
