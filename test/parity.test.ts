@@ -13,8 +13,9 @@ const NOT_YET = ['aesthetics', 'clip_score', 'dpo_step', 'image_preprocess', 'pi
 
 test('every supported fixture case passes', () => {
   const folder = requireFixtures();
-  const results = runFolder(folder, { kinds: Object.keys(RUNNERS) });
-  assert.ok(results.length >= 10, `only ${results.length} cases ran`);
+  const results = runFolder(folder, { kinds: [...Object.keys(RUNNERS), 'tokenizer'] });
+  assert.ok(results.length >= 11, `only ${results.length} cases ran`);
+  assert.ok(results.some((r) => r.name === 'tokenizer_cases'), 'tokenizer cases ran');
   for (const r of results) assert.equal(r.status, 'pass', `${r.name}: ${r.status} ${r.message ?? ''} ${JSON.stringify(r.worst ?? {})}`);
 });
 

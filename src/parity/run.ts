@@ -6,6 +6,7 @@ import { FixtureCase } from './case.js';
 import type { Comparison } from './compare.js';
 import { UnsupportedCase } from './runners/errors.js';
 import { RUNNERS } from './runners/index.js';
+import { runTokenizerCases } from './runners/tokenizer.js';
 
 export type CaseStatus = 'pass' | 'FAIL' | 'UNSUPPORTED' | 'ERROR';
 
@@ -55,8 +56,29 @@ export function runCase(path: string): CaseResult {
   }
 }
 
+/** The fixtures' tokenizer_cases.json (beside cases/, in a format of its own), as one case of kind 'tokenizer'. */
+function runTokenizerFile(root: string): CaseResult {
+  const t0 = performance.now();
+  try {
+    const comparisons = runTokenizerCases(root);
+    const failed = comparisons.filter((c) => !c.ok);
+    return {
+      name: 'tokenizer_cases', kind: 'tokenizer', status: failed.length ? 'FAIL' : 'pass', comparisons,
+      worst: failed[0] ?? comparisons[0], seconds: (performance.now() - t0) / 1000,
+      message: `${comparisons.length - failed.length}/${comparisons.length} prompt x tokenizer variants exact`,
+    };
+  } catch (e) {
+    return { name: 'tokenizer_cases', kind: 'tokenizer', status: 'ERROR', comparisons: [], message: (e as Error).message, seconds: (performance.now() - t0) / 1000 };
+  }
+}
+
 export function runFolder(folder: string, filter: { kinds?: string[]; cases?: string[] } = {}): CaseResult[] {
   const results: CaseResult[] = [];
+  const root = existsSync(join(folder, 'cases')) ? folder : join(folder, '..');
+  if (existsSync(join(root, 'tokenizer_cases.json')) && (!filter.kinds || filter.kinds.includes('tokenizer')) &&
+    (!filter.cases || filter.cases.includes('tokenizer_cases'))) {
+    results.push(runTokenizerFile(root));
+  }
   for (const path of findCases(folder)) {
     const name = path.split('/').pop()!.replace(/\.json$/, '');
     if (filter.cases && !filter.cases.includes(name)) continue;
