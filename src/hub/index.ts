@@ -1,0 +1,3 @@
+export { hubCacheDir, repoCacheDir, repoFolderName, cachedSnapshot, checkRepoId, type RepoType } from './cache.js';
+export { snapshotDownload, hubEndpoint, isOffline, HubError, type DownloadProgress, type SnapshotOptions } from './download.js';
+export { resolveModel, selectDiffusersFiles, isCompleteSnapshot, type ResolveOptions } from './resolve.js';

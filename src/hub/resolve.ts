@@ -1,0 +1,80 @@
+// From what a user types (`runwayml/stable-diffusion-v1-5`, a folder, a checkpoint dir) to a local
+// folder: a local path as it is; a Hub id from the cache when its snapshot is complete; otherwise
+// downloaded (only what diffusers would load: configs, tokenizer files, one weight format per
+// component) unless HF_HUB_OFFLINE forbids it.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { cachedSnapshot, checkRepoId, hubCacheDir, repoCacheDir } from './cache.js';
+import { HubError, isOffline, snapshotDownload, type DownloadProgress } from './download.js';
+
+const WEIGHT = /^(diffusion_pytorch_model|model|pytorch_model)(\.([A-Za-z0-9_]+))?(-\d{5}-of-\d{5})?\.(safetensors|bin)$/;
+
+/** The files of a diffusers repo worth fetching: configs and tokenizer files, and per folder one weight set. */
+export function selectDiffusersFiles(files: string[], variant?: string): string[] {
+  const keep = files.filter((f) => /\.(json|txt)$/.test(f) && !/\.(safetensors|bin)\.index(\.[\w]+)?\.json$/.test(f));
+  const byFolder = new Map<string, { file: string; variant: string | undefined; ext: string }[]>();
+  for (const f of files) {
+    const slash = f.lastIndexOf('/');
+    const m = f.slice(slash + 1).match(WEIGHT);
+    if (!m) continue;
+    const folder = f.slice(0, Math.max(slash, 0));
+    const list = byFolder.get(folder) ?? [];
+    list.push({ file: f, variant: m[3], ext: m[5]! });
+    byFolder.set(folder, list);
+  }
+  for (const [folder, list] of byFolder) {
+    const pick = (v: string | undefined, ext: string) => list.filter((w) => w.variant === v && w.ext === ext);
+    const chosen = [...(variant ? [pick(variant, 'safetensors'), pick(variant, 'bin')] : []), pick(undefined, 'safetensors'), pick(undefined, 'bin')]
+      .find((g) => g.length > 0);
+    if (!chosen) continue;
+    keep.push(...chosen.map((w) => w.file));
+    // the shard index that lists the chosen shards
+    const index = files.find((f) => f.startsWith(folder ? `${folder}/` : '') && f.endsWith(`.${chosen[0]!.ext}.index${variant && chosen[0]!.variant ? `.${variant}` : ''}.json`));
+    if (index) keep.push(index);
+  }
+  return [...new Set(keep)];
+}
+
+function hasWeights(folder: string): boolean {
+  return existsSync(folder) && readdirSync(folder).some((n) => WEIGHT.test(n));
+}
+
+/** Whether a snapshot holds what loading needs: every model component's config and weights. */
+export function isCompleteSnapshot(folder: string): boolean {
+  const index = join(folder, 'model_index.json');
+  if (existsSync(index)) {
+    const spec = JSON.parse(readFileSync(index, 'utf8')) as Record<string, unknown>;
+    for (const [name, value] of Object.entries(spec)) {
+      if (!Array.isArray(value) || value[0] === null) continue;
+      const dir = join(folder, name);
+      if (/unet|vae|text_encoder/.test(name) && (!existsSync(join(dir, 'config.json')) || !hasWeights(dir))) return false;
+    }
+    return true;
+  }
+  return existsSync(join(folder, 'config.json')) && hasWeights(folder);
+}
+
+export interface ResolveOptions {
+  revision?: string;
+  variant?: string;
+  cacheDir?: string;
+  endpoint?: string;
+  token?: string;
+  onProgress?: (p: DownloadProgress) => void;
+}
+
+export async function resolveModel(nameOrPath: string, o: ResolveOptions = {}): Promise<string> {
+  if (existsSync(nameOrPath)) return nameOrPath;
+  if (nameOrPath.startsWith('.') || nameOrPath.startsWith('/')) throw new HubError(`${nameOrPath}: no such file or folder`);
+  checkRepoId(nameOrPath);
+  const cached = cachedSnapshot(nameOrPath, { revision: o.revision, cacheDir: o.cacheDir });
+  if (cached && isCompleteSnapshot(cached)) return cached;
+  if (isOffline()) {
+    throw new HubError(`${nameOrPath}${o.revision ? `@${o.revision}` : ''} is not (completely) in the Hugging Face cache ` +
+      `${repoCacheDir(nameOrPath, 'model', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
+  }
+  return snapshotDownload(nameOrPath, {
+    revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress,
+    select: (files) => selectDiffusersFiles(files, o.variant),
+  });
+}
