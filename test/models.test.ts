@@ -8,7 +8,7 @@ import { after, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import * as models from '../src/models/index.js';
 import { assertClose } from './helpers/assert.js';
-import { fixturesDir } from './helpers/fixtures.js';
+import { fixturesDir, testFixtures } from './helpers/fixtures.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dpo-models-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -121,4 +121,16 @@ describe('loading errors', () => {
     assert.throws(() => models.loadUNet(join(dir, 'nowhere')), /no config\.json/);
     assert.throws(() => models.loadPipeline(join(tinySd, 'unet')), /no model_index\.json/);
   });
+});
+
+describe('.bin components', () => {
+  test('a transformers text encoder folder with pytorch_model.bin loads through the restricted unpickler', () => torch.tidy(() => {
+    const folder = join(testFixtures, 'checkpoints', 'clip_bin');
+    const expected = (JSON.parse(readFileSync(join(folder, '..', 'expected.json'), 'utf8')) as Record<string, Record<string, { values: number[] }>>)['clip_bin/pytorch_model.bin']!;
+    const model = models.loadCLIPTextModel(folder);
+    for (const [k, t] of model.stateDict()) assertClose(t.toArray(), expected[k]!.values, 0, 0, k);
+    const out = torch.noGrad(() => model.forward(torch.tensor([[0, 3, 15, 2]], { dtype: 'int64' })));
+    assert.deepEqual(out.lastHiddenState.shape, [1, 4, 4]);
+    model.dispose();
+  }));
 });

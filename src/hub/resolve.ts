@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cachedSnapshot, checkRepoId, hubCacheDir, repoCacheDir } from './cache.js';
 import { HubError, isOffline, snapshotDownload, type DownloadProgress } from './download.js';
+import { stderrProgress } from './progress.js';
 
 const WEIGHT = /^(diffusion_pytorch_model|model|pytorch_model)(\.([A-Za-z0-9_]+))?(-\d{5}-of-\d{5})?\.(safetensors|bin)$/;
 
@@ -60,6 +61,7 @@ export interface ResolveOptions {
   cacheDir?: string;
   endpoint?: string;
   token?: string;
+  /** Default: a progress bar on stderr. */
   onProgress?: (p: DownloadProgress) => void;
 }
 
@@ -74,7 +76,7 @@ export async function resolveModel(nameOrPath: string, o: ResolveOptions = {}): 
       `${repoCacheDir(nameOrPath, 'model', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
   }
   return snapshotDownload(nameOrPath, {
-    revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress,
+    revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress ?? stderrProgress(),
     select: (files) => selectDiffusersFiles(files, o.variant),
   });
 }

@@ -98,6 +98,11 @@ export class CLIPTokenizer {
     return new CLIPTokenizer(vocab, merges, { ...o, padToken, modelMaxLength });
   }
 
+  /** Forgets the memoised BPE splits (for benchmarks of the uncached path). */
+  clearCache(): void {
+    this.#cache.clear();
+  }
+
   get bosTokenId(): number { return this.encoder.get(this.bosToken)!; }
   get eosTokenId(): number { return this.encoder.get(this.eosToken)!; }
   get padTokenId(): number { return this.encoder.get(this.padToken)!; }
