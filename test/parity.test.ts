@@ -9,11 +9,11 @@ import { runFolder } from '../src/parity/run.js';
 import { RUNNERS } from '../src/parity/runners/index.js';
 import { requireFixtures } from './helpers/fixtures.js';
 
-const NOT_YET = ['aesthetics', 'clip_score', 'dpo_step', 'image_preprocess', 'pipeline_sample', 'scheduler_add_noise', 'scheduler_rollout', 'sft_step'];
+const NOT_YET = ['aesthetics', 'clip_score', 'dpo_step', 'pipeline_sample', 'scheduler_add_noise', 'scheduler_rollout', 'sft_step'];
 
-test('every supported fixture case passes', () => {
+test('every supported fixture case passes', async () => {
   const folder = requireFixtures();
-  const results = runFolder(folder, { kinds: [...Object.keys(RUNNERS), 'tokenizer'] });
+  const results = await runFolder(folder, { kinds: [...Object.keys(RUNNERS), 'tokenizer'] });
   assert.ok(results.length >= 11, `only ${results.length} cases ran`);
   assert.ok(results.some((r) => r.name === 'tokenizer_cases'), 'tokenizer cases ran');
   for (const r of results) assert.equal(r.status, 'pass', `${r.name}: ${r.status} ${r.message ?? ''} ${JSON.stringify(r.worst ?? {})}`);

@@ -31,7 +31,8 @@ export function compareTensors(name: string, actual: torch.Tensor, expected: tor
     const maxAbs = numelE ? diff.max().item() : 0;
     const scale = numelE ? exp.abs().max().item() : 0;
     const bound = exp.abs().mul(tolerance.rtol).add(tolerance.atol);
-    const usage = numelE ? diff.div(bound).max().item() : 0;
+    // 0/0 (an exact match under a zero tolerance) counts as 0; any error over a zero bound as inf
+    const usage = numelE ? diff.div(bound).nanToNum(0, Infinity).max().item() : 0;
     const ok = !nonFinite && usage <= 1;
     return {
       name, maxAbs, maxRel: scale > 0 ? maxAbs / scale : maxAbs, usage, tolerance, ok,

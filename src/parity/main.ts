@@ -26,7 +26,7 @@ function fmt(x: number | undefined): string {
   return x === 0 ? '0' : x.toExponential(2);
 }
 
-function main(): number {
+async function main(): Promise<number> {
   const { values, positionals } = parseArgs({
     allowPositionals: true,
     options: {
@@ -42,7 +42,7 @@ function main(): number {
     console.error(HELP);
     return 2;
   }
-  const results: CaseResult[] = runFolder(positionals[0]!, {
+  const results: CaseResult[] = await runFolder(positionals[0]!, {
     ...(values.kind ? { kinds: values.kind.split(',') } : {}),
     ...(values.case ? { cases: values.case.split(',') } : {}),
   });
@@ -66,4 +66,4 @@ function main(): number {
   return results.length > 0 && results.every((r) => r.status === 'pass') ? 0 : 1;
 }
 
-process.exitCode = main();
+process.exitCode = await main();

@@ -28,7 +28,7 @@ export function findCases(folder: string): string[] {
   return readdirSync(dir).filter((f) => f.endsWith('.json')).sort().map((f) => join(dir, f));
 }
 
-export function runCase(path: string): CaseResult {
+export async function runCase(path: string): Promise<CaseResult> {
   const t0 = performance.now();
   let c: FixtureCase | undefined;
   const done = (r: Omit<CaseResult, 'seconds'>): CaseResult => ({ ...r, seconds: (performance.now() - t0) / 1000 });
@@ -37,7 +37,17 @@ export function runCase(path: string): CaseResult {
     const runner = RUNNERS[c.kind];
     if (!runner) return done({ name: c.name, kind: c.kind, status: 'UNSUPPORTED', comparisons: [], message: `no runner for kind '${c.kind}'` });
     const before = torch.memory().liveTensors;
-    const comparisons = torch.tidy(() => runner(c!));
+    // Synchronous runners run inside a scope; asynchronous ones (image decoding) manage their own.
+    let pending: Promise<Comparison[]> | undefined;
+    const sync = torch.tidy(() => {
+      const r = runner(c!);
+      if (r instanceof Promise) {
+        pending = r;
+        return [];
+      }
+      return r;
+    });
+    const comparisons = pending ? await pending : sync;
     const leaked = torch.memory().liveTensors - before;
     const worst = comparisons.reduce<Comparison | undefined>((w, x) => (!w || x.usage > w.usage ? x : w), undefined);
     const ok = comparisons.length > 0 && comparisons.every((x) => x.ok);
@@ -72,7 +82,7 @@ function runTokenizerFile(root: string): CaseResult {
   }
 }
 
-export function runFolder(folder: string, filter: { kinds?: string[]; cases?: string[] } = {}): CaseResult[] {
+export async function runFolder(folder: string, filter: { kinds?: string[]; cases?: string[] } = {}): Promise<CaseResult[]> {
   const results: CaseResult[] = [];
   const root = existsSync(join(folder, 'cases')) ? folder : join(folder, '..');
   if (existsSync(join(root, 'tokenizer_cases.json')) && (!filter.kinds || filter.kinds.includes('tokenizer')) &&
@@ -87,7 +97,7 @@ export function runFolder(folder: string, filter: { kinds?: string[]; cases?: st
       const kind = (JSON.parse(readFileSyncUtf8(path)) as { kind?: string }).kind ?? '';
       if (!filter.kinds.includes(kind)) continue;
     }
-    results.push(runCase(path));
+    results.push(await runCase(path));
   }
   return results;
 }

@@ -1,11 +1,12 @@
 // Case kinds this build can run. Kinds not listed here are reported UNSUPPORTED (a failure).
 import type { FixtureCase } from '../case.js';
 import type { Comparison } from '../compare.js';
+import { runImagePreprocessCase } from './image.js';
 import { runLrScheduleCase } from './lr_schedule.js';
 import { runTextEncoderCase, runTextEncoderSDXLCase, runUNetCase, runVAECase } from './models.js';
 import { runOptimizerCase } from './optimizer.js';
 
-export type Runner = (c: FixtureCase) => Comparison[];
+export type Runner = (c: FixtureCase) => Comparison[] | Promise<Comparison[]>;
 
 export const RUNNERS: Record<string, Runner> = {
   optimizer: runOptimizerCase,
@@ -14,4 +15,5 @@ export const RUNNERS: Record<string, Runner> = {
   vae: runVAECase,
   text_encoder: runTextEncoderCase,
   text_encoder_sdxl: runTextEncoderSDXLCase,
+  image_preprocess: runImagePreprocessCase,
 };
