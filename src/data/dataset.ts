@@ -1,0 +1,114 @@
+// A preference dataset: a source (parquet shards, a JSONL/CSV table, a w/ + l/ folder) and the
+// rows that survive the reference's filters, found from the small columns only:
+//   DPO: ties (label_0 == 0.5) removed and counted, as train.py prints "Eliminated N/M split decisions";
+//   SFT: the preferred image of rows with label_0 in {0, 1};
+//   --dreamlike_pairs_only: model_0 and model_1 both contain "dream";
+//   --max_train_samples N: a seeded shuffle of the kept rows, then the first N.
+// Rows whose labels are not in {0, 0.5, 1} are skipped and counted.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import type { BadReason, PairSource } from './record.js';
+import { hash32, shuffled } from './rng.js';
+import { openPairFolder, openTable } from './sources/files.js';
+import { ParquetPairSource, PICKAPIC_COLUMNS, type PreferenceColumns } from './sources/parquet.js';
+
+export interface DatasetOptions {
+  split?: string;
+  dreamlikePairsOnly?: boolean;
+  maxTrainSamples?: number;
+  seed?: number;
+  /** SFT keeps the preferred image only; DPO (default) keeps pairs. */
+  method?: 'dpo' | 'sft';
+  columns?: Partial<PreferenceColumns>;
+}
+
+export interface DatasetStats {
+  source: string;
+  rowsRead: number;
+  tiesRemoved: number;
+  kept: number;
+  /** Rows dropped by filters or found unusable, by reason (images and captions are counted as batches read them). */
+  bad: Partial<Record<BadReason, number>>;
+}
+
+export class DatasetError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'DatasetError';
+  }
+}
+
+/** The parquet files of a local dataset folder for a split: <split>-*.parquet, in data/ or at the top. */
+export function parquetFilesForSplit(folder: string, split: string): string[] {
+  const candidates: string[] = [];
+  for (const dir of [folder, join(folder, 'data'), join(folder, split)]) {
+    if (!existsSync(dir) || !statSync(dir).isDirectory()) continue;
+    for (const f of readdirSync(dir).sort()) if (f.endsWith('.parquet')) candidates.push(join(dir, f));
+  }
+  const forSplit = candidates.filter((p) => p.split('/').pop()!.startsWith(`${split}-`) || p.includes(`/${split}/`));
+  return forSplit.length ? forSplit : candidates.filter((p) => !/^(train|validation|test|test_unique|validation_unique)[-_]/.test(p.split('/').pop()!));
+}
+
+export async function openSource(path: string, o: DatasetOptions = {}): Promise<PairSource> {
+  if (!existsSync(path)) throw new DatasetError(`${path}: no such file or folder`);
+  const columns = { ...PICKAPIC_COLUMNS, ...o.columns };
+  if (statSync(path).isFile()) {
+    const ext = extname(path).toLowerCase();
+    if (ext === '.parquet') return ParquetPairSource.open([path], columns);
+    if (ext === '.jsonl' || ext === '.json' || ext === '.csv') return openTable(path);
+    throw new DatasetError(`${path}: unknown data file type '${ext}' (expected .parquet, .jsonl or .csv)`);
+  }
+  if (existsSync(join(path, 'w')) && existsSync(join(path, 'l'))) return openPairFolder(path);
+  const files = parquetFilesForSplit(path, o.split ?? 'train');
+  if (files.length) return ParquetPairSource.open(files, columns);
+  throw new DatasetError(`${path}: no parquet shards for split '${o.split ?? 'train'}', and no w/ + l/ folders`);
+}
+
+export class PreferenceDataset {
+  private constructor(readonly source: PairSource, readonly indices: number[], readonly stats: DatasetStats, readonly method: 'dpo' | 'sft') {}
+
+  static async open(path: string, o: DatasetOptions = {}): Promise<PreferenceDataset> {
+    return PreferenceDataset.fromSource(await openSource(path, o), o);
+  }
+
+  static async fromSource(source: PairSource, o: DatasetOptions = {}): Promise<PreferenceDataset> {
+    const method = o.method ?? 'dpo';
+    const meta = await source.scanMeta();
+    const bad: Partial<Record<BadReason, number>> = {};
+    const count = (r: BadReason) => (bad[r] = (bad[r] ?? 0) + 1);
+    let ties = 0;
+    let indices: number[] = [];
+    meta.forEach((m, i) => {
+      const valid = (v: number | null) => v === 0 || v === 0.5 || v === 1;
+      if (!valid(m.label0) || (m.label1 !== null && !valid(m.label1))) {
+        count('bad_label');
+        return;
+      }
+      if (m.label0 === 0.5) {
+        ties++;
+        return;
+      }
+      if (o.dreamlikePairsOnly) {
+        if (m.model0 === undefined || m.model1 === undefined) {
+          count('missing_column');
+          return;
+        }
+        if (!(m.model0 ?? '').includes('dream') || !(m.model1 ?? '').includes('dream')) {
+          count('not_dreamlike');
+          return;
+        }
+      }
+      indices.push(i);
+    });
+    if (o.maxTrainSamples !== undefined) {
+      if (!(o.maxTrainSamples >= 0)) throw new DatasetError(`max_train_samples must be >= 0, got ${o.maxTrainSamples}`);
+      indices = shuffled(indices, hash32(o.seed ?? 0, 0x5eed)).slice(0, o.maxTrainSamples);
+    }
+    const stats: DatasetStats = { source: source.description, rowsRead: meta.length, tiesRemoved: ties, kept: indices.length, bad };
+    return new PreferenceDataset(source, indices, stats, method);
+  }
+
+  get length(): number {
+    return this.indices.length;
+  }
+}

@@ -1,0 +1,216 @@
+// The preference data loader: per epoch a seeded permutation of the dataset's rows (global across
+// shards, computed from indices alone), split across ranks (rank r takes positions r, r+W, ...),
+// read, decoded and transformed with prefetch, and batched (the last incomplete batch dropped).
+// A sample's random choices (crop, flip, caption dropout, which caption of a list) are drawn from
+// a generator keyed by (seed, epoch, row), so they do not depend on worker timing.
+//
+// State is {epoch, cursor}: the cursor counts rows of this rank's sequence already consumed
+// (including skipped bad rows), so restoring it resumes at exactly the next batch, in O(1).
+//
+// DPO batches hold [B, 6, H, W] pixels: the preferred image's 3 channels then the dispreferred
+// one's (image 0 first unless label_0 == 0), as the reference concatenates them. SFT batches hold
+// the preferred image, [B, 3, H, W].
+import type { PreferenceDataset } from './dataset.js';
+import { ImageDecodeError } from './decode.js';
+import type { BadReason, PairRow } from './record.js';
+import { hash32, Rng, shuffled } from './rng.js';
+import { TransformPool } from './transform_pool.js';
+
+export interface LoaderOptions {
+  batchSize: number;
+  resolution: number;
+  seed?: number;
+  shuffle?: boolean;
+  /** torchvision RandomCrop instead of CenterCrop. */
+  randomCrop?: boolean;
+  /** Random horizontal flip with p = 0.5 (the reference's default; --no_hflip turns it off). */
+  hflip?: boolean;
+  /** Probability of replacing a caption by "" (--proportion_empty_prompts). */
+  proportionEmptyPrompts?: number;
+  rank?: number;
+  worldSize?: number;
+  numWorkers?: number;
+  /** Batches prepared ahead of the consumer. */
+  prefetchBatches?: number;
+}
+
+export interface Batch {
+  /** [B, C, H, W] float32 in [-1, 1], C = 6 (DPO pairs) or 3 (SFT). */
+  pixelValues: Float32Array;
+  shape: [number, number, number, number];
+  captions: string[];
+  /** Raw dataset row of each sample (for logs and tests). */
+  rows: number[];
+  epoch: number;
+  /** This batch's index within the epoch on this rank. */
+  step: number;
+}
+
+export interface LoaderState {
+  epoch: number;
+  cursor: number;
+  /** Batches yielded in the epoch (the step of the next batch). */
+  step: number;
+}
+
+interface Prepared {
+  pixels: Float32Array;
+  caption: string;
+  row: number;
+}
+
+export class PairLoader {
+  readonly #pool: TransformPool;
+  readonly #o: Required<LoaderOptions>;
+  #state: LoaderState = { epoch: 0, cursor: 0, step: 0 };
+  #sequence: number[] | null = null;
+  #sequenceEpoch = -1;
+  readonly badRows: Partial<Record<BadReason, number>> = {};
+
+  constructor(readonly dataset: PreferenceDataset, o: LoaderOptions) {
+    this.#o = {
+      seed: 0, shuffle: true, randomCrop: false, hflip: true, proportionEmptyPrompts: 0, rank: 0, worldSize: 1,
+      numWorkers: 0, prefetchBatches: 2, ...o,
+    };
+    if (!(this.#o.batchSize >= 1)) throw new RangeError('batch size must be >= 1');
+    if (!(this.#o.rank >= 0 && this.#o.rank < this.#o.worldSize)) throw new RangeError(`rank ${this.#o.rank} outside world size ${this.#o.worldSize}`);
+    this.#pool = new TransformPool(this.#o.numWorkers);
+  }
+
+  /** Batches per epoch on this rank if no row turns out bad (drop_last). */
+  get stepsPerEpoch(): number {
+    return Math.floor(Math.floor(this.dataset.length / this.#o.worldSize) / this.#o.batchSize);
+  }
+
+  state(): LoaderState {
+    return { ...this.#state };
+  }
+
+  /** Resumes at a saved state: the next batch is the one an uninterrupted run would yield next. */
+  setState(s: LoaderState): void {
+    this.#state = { ...s };
+    this.#window = [];
+    this.#windowEpoch = -1;
+  }
+
+  /** This rank's row sequence of an epoch. */
+  sequence(epoch: number): number[] {
+    if (this.#sequenceEpoch !== epoch) {
+      const order = this.#o.shuffle ? shuffled(this.dataset.indices, hash32(this.#o.seed, epoch, 0xda7a)) : this.dataset.indices;
+      // every rank gets the same number of positions: the tail that does not divide is dropped
+      const per = Math.floor(order.length / this.#o.worldSize);
+      this.#sequence = Array.from({ length: per }, (_, i) => order[i * this.#o.worldSize + this.#o.rank]!);
+      this.#sequenceEpoch = epoch;
+    }
+    return this.#sequence!;
+  }
+
+  #bad(reason: BadReason): void {
+    this.badRows[reason] = (this.badRows[reason] ?? 0) + 1;
+  }
+
+  async #prepare(row: PairRow, rowIndex: number, epoch: number): Promise<Prepared | null> {
+    const sft = this.dataset.method === 'sft';
+    if (row.caption === null || (Array.isArray(row.caption) && row.caption.length === 0)) {
+      this.#bad('null_caption');
+      return null;
+    }
+    if (row.label0 === null || (row.label0 !== 0 && row.label0 !== 1)) {
+      this.#bad('bad_label');
+      return null;
+    }
+    const rng = new Rng(hash32(this.#o.seed, epoch, rowIndex, 0xa11));
+    const preferredFirst = row.label0 !== 0;
+    const images = sft ? [preferredFirst ? row.image0 : row.image1] : preferredFirst ? [row.image0, row.image1] : [row.image1, row.image0];
+    for (const img of images) {
+      if (!(img instanceof Uint8Array)) {
+        this.#bad('missing_image');
+        return null;
+      }
+    }
+    // Draw everything for this sample up front, in a fixed order, so results do not depend on timing.
+    const draws = images.map(() => ({ crop: [rng.next(), rng.next()] as [number, number], flip: rng.next() < 0.5 }));
+    const dropCaption = rng.next() < this.#o.proportionEmptyPrompts;
+    const listPick = rng.next();
+    let pixels: Float32Array[];
+    try {
+      pixels = await Promise.all(images.map((img, k) => this.#pool.run({
+        bytes: img as Uint8Array, resolution: this.#o.resolution,
+        crop: this.#o.randomCrop ? draws[k]!.crop : null, hflip: this.#o.hflip && draws[k]!.flip,
+      })));
+    } catch (e) {
+      if (e instanceof ImageDecodeError) {
+        this.#bad('undecodable_image');
+        return null;
+      }
+      throw e;
+    }
+    const caption = dropCaption ? '' : Array.isArray(row.caption) ? row.caption[Math.floor(listPick * row.caption.length)]! : row.caption;
+    const merged = new Float32Array(pixels.reduce((s, p) => s + p.length, 0));
+    let off = 0;
+    for (const p of pixels) {
+      merged.set(p, off);
+      off += p.length;
+    }
+    return { pixels: merged, caption, row: rowIndex };
+  }
+
+  /** Rows in flight, in sequence order, starting at sequence position #windowStart. */
+  #window: Promise<Prepared | null>[] = [];
+  #windowStart = 0;
+  #windowEpoch = -1;
+
+  #windowSize(): number {
+    return Math.max(2, this.#o.prefetchBatches * this.#o.batchSize + 2 * this.#o.numWorkers);
+  }
+
+  #fill(epoch: number): void {
+    const seq = this.sequence(epoch);
+    while (this.#window.length < this.#windowSize() && this.#windowStart + this.#window.length < seq.length) {
+      const row = seq[this.#windowStart + this.#window.length]!;
+      this.#window.push(this.dataset.source.read([row]).then(([r]) => this.#prepare(r!, row, epoch)));
+    }
+  }
+
+  /**
+   * The next batch of the current epoch, or null when the epoch is over (the state then moves to
+   * the next epoch). Rows are prepared ahead in a window, in parallel; bad rows are skipped and
+   * counted, and the next rows fill their places.
+   */
+  async next(): Promise<Batch | null> {
+    const { epoch, step } = this.#state;
+    if (this.#windowEpoch !== epoch || this.#windowStart !== this.#state.cursor) {
+      this.#window = [];
+      this.#windowStart = this.#state.cursor;
+      this.#windowEpoch = epoch;
+    }
+    const b = this.#o.batchSize;
+    const items: Prepared[] = [];
+    while (items.length < b) {
+      this.#fill(epoch);
+      const head = this.#window.shift();
+      if (!head) break;
+      this.#windowStart++;
+      const p = await head;
+      if (p) items.push(p);
+    }
+    if (items.length < b) {
+      this.#state = { epoch: epoch + 1, cursor: 0, step: 0 };
+      this.#window = [];
+      return null;
+    }
+    this.#fill(epoch); // keep the next batch's rows in flight while this one is used
+    this.#state = { epoch, cursor: this.#windowStart, step: step + 1 };
+    const channels = this.dataset.method === 'sft' ? 3 : 6;
+    const r = this.#o.resolution;
+    const pixelValues = new Float32Array(b * channels * r * r);
+    items.forEach((it, i) => pixelValues.set(it.pixels, i * channels * r * r));
+    return { pixelValues, shape: [b, channels, r, r], captions: items.map((i) => i.caption), rows: items.map((i) => i.row), epoch, step };
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled(this.#window);
+    this.#window = [];
+    await this.#pool.close();
+  }
+}
