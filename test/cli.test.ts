@@ -86,3 +86,28 @@ describe('npm run parity', () => {
     assert.match(r.stdout, /future\s+not_a_kind_yet\s+UNSUPPORTED/);
   });
 });
+
+describe('diffusion-dpo data', () => {
+  test('prints the summary and dumps side-by-side PNGs, preferred on the left', async () => {
+    const { makeRows, writeShard } = await import('./helpers/pickapic.js');
+    const src = join(dir, 'pap', 'data');
+    mkdirSync(src, { recursive: true });
+    writeShard(join(src, 'train-00000-of-00001.parquet'), await makeRows(12, { tieEvery: 4 }));
+    const out = join(dir, 'dump');
+    const r = cli('data', join(dir, 'pap'), '--dump', '2', out, '--resolution', '32', '--no_hflip');
+    assert.equal(r.code, 0, r.err);
+    const summary = JSON.parse(r.out) as { rowsRead: number; tiesRemoved: number; kept: number; dumped: number };
+    assert.deepEqual([summary.rowsRead, summary.tiesRemoved, summary.kept, summary.dumped], [12, 3, 9, 2]);
+    const sharp = (await import('sharp')).default;
+    const files = (await import('node:fs')).readdirSync(out).sort();
+    assert.equal(files.length, 2);
+    const { data, info } = await sharp(join(out, files[0]!)).raw().toBuffer({ resolveWithObject: true });
+    assert.deepEqual([info.width, info.height], [64, 32]);
+    const px = (x: number) => data.subarray((16 * 64 + x) * info.channels, (16 * 64 + x) * info.channels + 3);
+    assert.ok(px(8)[0]! > px(8)[2]!, 'left: the warm preferred image');
+    assert.ok(px(40)[2]! > px(40)[0]!, 'right: the cool dispreferred image');
+    const bad = cli('data', join(dir, 'nothing-here'));
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /nothing-here: no such file or folder/);
+  });
+});

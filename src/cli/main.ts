@@ -1,4 +1,5 @@
 // The diffusion-dpo command: a table of subcommands, each a typed function of its arguments.
+import { dataCommand } from './data.js';
 import { doctorCommand } from './doctor.js';
 import { inspectCommand } from './inspect.js';
 import { CliError } from './errors.js';
@@ -9,6 +10,7 @@ export interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  data: dataCommand,
   doctor: doctorCommand,
   inspect: inspectCommand,
 };

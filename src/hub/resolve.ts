@@ -55,6 +55,11 @@ export function isCompleteSnapshot(folder: string): boolean {
   return existsSync(join(folder, 'config.json')) && hasWeights(folder);
 }
 
+/** Paths (absolute, relative with ./ or ../, or with more than one slash) are never Hub ids. */
+function looksLikePath(s: string): boolean {
+  return s.startsWith('.') || s.startsWith('/') || s.startsWith('~') || s.split('/').length > 2;
+}
+
 export interface ResolveOptions {
   revision?: string;
   variant?: string;
@@ -67,7 +72,7 @@ export interface ResolveOptions {
 
 export async function resolveModel(nameOrPath: string, o: ResolveOptions = {}): Promise<string> {
   if (existsSync(nameOrPath)) return nameOrPath;
-  if (nameOrPath.startsWith('.') || nameOrPath.startsWith('/')) throw new HubError(`${nameOrPath}: no such file or folder`);
+  if (looksLikePath(nameOrPath)) throw new HubError(`${nameOrPath}: no such file or folder`);
   checkRepoId(nameOrPath);
   const cached = cachedSnapshot(nameOrPath, { revision: o.revision, cacheDir: o.cacheDir });
   if (cached && isCompleteSnapshot(cached)) return cached;
@@ -78,5 +83,31 @@ export async function resolveModel(nameOrPath: string, o: ResolveOptions = {}): 
   return snapshotDownload(nameOrPath, {
     revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress ?? stderrProgress(),
     select: (files) => selectDiffusersFiles(files, o.variant),
+  });
+}
+
+/**
+ * A Hub dataset id to a local folder holding the parquet (or tar) shards of one split, from the
+ * cache (`datasets--org--name`) or downloaded into it. Shards are found as the Hub lays them out:
+ * `data/<split>-*.parquet`, `<split>/*.parquet` or `*.tar`.
+ */
+export async function resolveDataset(nameOrPath: string, o: ResolveOptions & { split?: string } = {}): Promise<string> {
+  if (existsSync(nameOrPath)) return nameOrPath;
+  if (looksLikePath(nameOrPath)) throw new HubError(`${nameOrPath}: no such file or folder`);
+  checkRepoId(nameOrPath);
+  const split = o.split ?? 'train';
+  const wanted = (f: string) => /\.(parquet|tar)$/.test(f) && (f.split('/').pop()!.startsWith(`${split}-`) || f.startsWith(`${split}/`) || f.includes(`/${split}/`));
+  const cached = cachedSnapshot(nameOrPath, { revision: o.revision, cacheDir: o.cacheDir, type: 'dataset' });
+  if (cached) return cached;
+  if (isOffline()) {
+    throw new HubError(`dataset ${nameOrPath} is not in the Hugging Face cache ${repoCacheDir(nameOrPath, 'dataset', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
+  }
+  return snapshotDownload(nameOrPath, {
+    type: 'dataset', revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress ?? stderrProgress(),
+    select: (files) => {
+      const chosen = files.filter(wanted);
+      if (chosen.length === 0) throw new HubError(`dataset ${nameOrPath} has no parquet or tar shards for split '${split}'`);
+      return chosen;
+    },
   });
 }
