@@ -224,3 +224,35 @@ describe("users' own data", () => {
     await ls.close();
   });
 });
+
+describe('WebDataset tar shards', () => {
+  test('samples grouped by key, fields from the .json member; the same filters, pairs and batches as parquet', async () => {
+    const { writeTarShard, tarBuffer } = await import('./helpers/pickapic.js');
+    const t = join(dir, 'tars');
+    mkdirSync(t);
+    const rows = await makeRows(20, { tieEvery: 5 });
+    writeTarShard(join(t, 'train-000000.tar'), rows.slice(0, 12));
+    writeTarShard(join(t, 'train-000001.tar'), rows.slice(12));
+    const ds = await PreferenceDataset.open(t);
+    assert.equal(ds.stats.rowsRead, 20);
+    assert.equal(ds.stats.tiesRemoved, 4);
+    const l = new PairLoader(ds, { batchSize: 4, resolution: RES, seed: 3, hflip: false });
+    const b = (await l.next())!;
+    assert.ok(warmth(b.pixelValues, 0, RES) > 0.5 && warmth(b.pixelValues, 3 * RES * RES, RES) < -0.5);
+    assert.match(b.captions[0]!, /^row \d+$/);
+    await l.close();
+    // per-key scalar members instead of JSON
+    const single = join(dir, 'single.tar');
+    writeFileSync(single, tarBuffer([
+      { name: 'a/000001.jpg_0', data: rows[1]!.jpg0! }, { name: 'a/000001.jpg_1', data: rows[1]!.jpg1! },
+      { name: 'a/000001.caption', data: 'from a member' }, { name: 'a/000001.label_0', data: '0' }, { name: 'a/000001.label_1', data: '1' },
+    ]));
+    const ds2 = await PreferenceDataset.open(single);
+    const l2 = new PairLoader(ds2, { batchSize: 1, resolution: RES, shuffle: false });
+    assert.deepEqual((await l2.next())!.captions, ['from a member']);
+    await l2.close();
+    const truncated = join(dir, 'truncated.tar');
+    writeFileSync(truncated, tarBuffer([{ name: 'x.jpg_0', data: rows[0]!.jpg0! }]).subarray(0, 700));
+    await assert.rejects(PreferenceDataset.open(truncated), /truncated\.tar: member 'x\.jpg_0' runs past the end of the file/);
+  });
+});

@@ -10,6 +10,7 @@ import { extname, join } from 'node:path';
 import type { BadReason, PairSource } from './record.js';
 import { hash32, shuffled } from './rng.js';
 import { openPairFolder, openTable } from './sources/files.js';
+import { TarPairSource } from './sources/tar.js';
 import { ParquetPairSource, PICKAPIC_COLUMNS, type PreferenceColumns } from './sources/parquet.js';
 
 export interface DatasetOptions {
@@ -40,10 +41,18 @@ export class DatasetError extends Error {
 
 /** The parquet files of a local dataset folder for a split: <split>-*.parquet, in data/ or at the top. */
 export function parquetFilesForSplit(folder: string, split: string): string[] {
+  return shardFilesForSplit(folder, split, '.parquet');
+}
+
+/**
+ * Shards of a split: files named <split>-* (the Hub's layout), or in a <split>/ folder; a folder of
+ * shards with no split names at all is taken whole.
+ */
+export function shardFilesForSplit(folder: string, split: string, ext: string): string[] {
   const candidates: string[] = [];
   for (const dir of [folder, join(folder, 'data'), join(folder, split)]) {
     if (!existsSync(dir) || !statSync(dir).isDirectory()) continue;
-    for (const f of readdirSync(dir).sort()) if (f.endsWith('.parquet')) candidates.push(join(dir, f));
+    for (const f of readdirSync(dir).sort()) if (f.endsWith(ext)) candidates.push(join(dir, f));
   }
   const forSplit = candidates.filter((p) => p.split('/').pop()!.startsWith(`${split}-`) || p.includes(`/${split}/`));
   return forSplit.length ? forSplit : candidates.filter((p) => !/^(train|validation|test|test_unique|validation_unique)[-_]/.test(p.split('/').pop()!));
@@ -56,12 +65,15 @@ export async function openSource(path: string, o: DatasetOptions = {}): Promise<
     const ext = extname(path).toLowerCase();
     if (ext === '.parquet') return ParquetPairSource.open([path], columns);
     if (ext === '.jsonl' || ext === '.json' || ext === '.csv') return openTable(path);
-    throw new DatasetError(`${path}: unknown data file type '${ext}' (expected .parquet, .jsonl or .csv)`);
+    if (ext === '.tar') return TarPairSource.open([path]);
+    throw new DatasetError(`${path}: unknown data file type '${ext}' (expected .parquet, .tar, .jsonl or .csv)`);
   }
   if (existsSync(join(path, 'w')) && existsSync(join(path, 'l'))) return openPairFolder(path);
   const files = parquetFilesForSplit(path, o.split ?? 'train');
   if (files.length) return ParquetPairSource.open(files, columns);
-  throw new DatasetError(`${path}: no parquet shards for split '${o.split ?? 'train'}', and no w/ + l/ folders`);
+  const tars = shardFilesForSplit(path, o.split ?? 'train', '.tar');
+  if (tars.length) return TarPairSource.open(tars);
+  throw new DatasetError(`${path}: no parquet or tar shards for split '${o.split ?? 'train'}', and no w/ + l/ folders`);
 }
 
 export class PreferenceDataset {

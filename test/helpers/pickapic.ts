@@ -78,3 +78,41 @@ export function writeShard(path: string, rows: FakeRow[], o: { rowGroupSize?: nu
   });
   writeFileSync(path, Buffer.from(buf));
 }
+
+/** A minimal ustar writer (regular files only), enough for WebDataset-style test shards. */
+export function tarBuffer(members: { name: string; data: Uint8Array | string }[]): Buffer {
+  const blocks: Buffer[] = [];
+  for (const m of members) {
+    const data = typeof m.data === 'string' ? Buffer.from(m.data) : Buffer.from(m.data);
+    const h = Buffer.alloc(512);
+    h.write(m.name, 0, 100, 'utf8');
+    h.write('0000644\0', 100);
+    h.write('0000000\0', 108);
+    h.write('0000000\0', 116);
+    h.write(data.length.toString(8).padStart(11, '0') + '\0', 124);
+    h.write('00000000000\0', 136);
+    h.write('        ', 148);
+    h.write('0', 156);
+    h.write('ustar\0', 257);
+    h.write('00', 263);
+    let sum = 0;
+    for (const b of h) sum += b;
+    h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148);
+    blocks.push(h, data, Buffer.alloc((512 - (data.length % 512)) % 512));
+  }
+  blocks.push(Buffer.alloc(1024));
+  return Buffer.concat(blocks);
+}
+
+/** Pick-a-Pic rows as a WebDataset shard: .jpg_0/.jpg_1 members, labels and caption in a .json member. */
+export function writeTarShard(path: string, rows: FakeRow[]): void {
+  const members = rows.flatMap((r, i) => {
+    const key = String(i).padStart(6, '0');
+    const out: { name: string; data: Uint8Array | string }[] = [];
+    if (r.jpg0) out.push({ name: `${key}.jpg_0`, data: r.jpg0 });
+    if (r.jpg1) out.push({ name: `${key}.jpg_1`, data: r.jpg1 });
+    out.push({ name: `${key}.json`, data: JSON.stringify({ caption: r.caption, label_0: r.label0, label_1: r.label1, model_0: r.model0, model_1: r.model1 }) });
+    return out;
+  });
+  writeFileSync(path, tarBuffer(members));
+}
