@@ -16,3 +16,4 @@ export { TorchCheckpoint, TensorRef, CheckpointError, loadTorchCheckpoint, isTor
 export { UnpicklingError } from './io/pickle.js';
 export { opSchema, MANIFEST_KEYS } from './ops.js';
 export { GradScaler, type GradScalerOptions, type GradScalerState } from './amp/grad_scaler.js';
+export { pilResize, type PilFilter } from './image.js';

@@ -79,6 +79,8 @@ export interface Binding {
   mmapOpen(path: string): [Mapping, number];
   mmapTensor(m: Mapping, byteOffset: number, dtype: number, shape: readonly number[], copy?: boolean): Handle;
   writeTensors(path: string, header: Buffer | null, tensors: Handle[]): number;
+  // images
+  pilResize(pixels: Uint8Array, width: number, height: number, channels: number, outWidth: number, outHeight: number, filter: number): Uint8Array;
 }
 
 function addonPath(): string {
