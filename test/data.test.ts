@@ -256,3 +256,38 @@ describe('WebDataset tar shards', () => {
     await assert.rejects(PreferenceDataset.open(truncated), /truncated\.tar: member 'x\.jpg_0' runs past the end of the file/);
   });
 });
+
+describe('decoding and the tokenisation hook', () => {
+  test('WebP, grayscale, CMYK, alpha and EXIF-rotated images all decode to RGB', async () => {
+    const sharp = (await import('sharp')).default;
+    const { decodeRGB } = await import('../src/data/decode.js');
+    const rgb = Buffer.alloc(8 * 4 * 3, 0);
+    for (let i = 0; i < 8 * 4; i++) rgb[i * 3] = 255; // pure red, 8 wide, 4 high
+    const raw = { raw: { width: 8, height: 4, channels: 3 as const } };
+    const webp = await sharp(rgb, raw).webp({ lossless: true }).toBuffer();
+    const gray = await sharp(Buffer.alloc(16, 128), { raw: { width: 4, height: 4, channels: 1 } }).png().toBuffer();
+    const cmyk = await sharp(rgb, raw).toColourspace('cmyk').jpeg().toBuffer();
+    const rgba = await sharp(Buffer.alloc(4 * 4 * 4, 200), { raw: { width: 4, height: 4, channels: 4 } }).png().toBuffer();
+    const rotated = await sharp(rgb, raw).jpeg().withMetadata({ orientation: 6 }).toBuffer(); // 90 degrees clockwise
+    const w = await decodeRGB(webp);
+    assert.deepEqual([w.width, w.height, w.data[0], w.data[1]], [8, 4, 255, 0]);
+    const g = await decodeRGB(gray);
+    assert.deepEqual([...g.data.subarray(0, 3)], [128, 128, 128], 'gray replicated to 3 channels');
+    const c = await decodeRGB(cmyk);
+    assert.equal(c.channels, 3);
+    assert.ok(c.data[0]! > 200 && c.data[2]! < 60, 'CMYK converted to (roughly) red');
+    const a = await decodeRGB(rgba);
+    assert.deepEqual([a.channels, a.data[0]], [3, 200], 'alpha dropped, not composited');
+    const r = await decodeRGB(rotated);
+    assert.deepEqual([r.width, r.height], [4, 8], 'EXIF orientation applied');
+    await assert.rejects(decodeRGB(new Uint8Array([0xff, 0xd8, 0xff])), (e: Error) => e.name === 'ImageDecodeError');
+  });
+
+  test('a tokenize hook adds input ids to every batch', async () => {
+    const ds = await PreferenceDataset.open(join(dir, 'pickapic'));
+    const l = new PairLoader(ds, { batchSize: 2, resolution: RES, tokenize: (caps) => caps.map((c) => [c.length]) });
+    const b = (await l.next())!;
+    assert.deepEqual(b.inputIds, b.captions.map((c) => [c.length]));
+    await l.close();
+  });
+});

@@ -18,6 +18,7 @@ const cache = mkdtempSync(join(tmpdir(), 'dpo-hub-'));
 let server: Server;
 let endpoint = '';
 const requests: { method: string; url: string; range?: string; auth?: string }[] = [];
+const datasetFiles = new Map<string, Buffer>();
 
 function listFiles(dir: string): string[] {
   return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((d) => d.isFile())
@@ -25,9 +26,30 @@ function listFiles(dir: string): string[] {
 }
 
 before(async () => {
+  const { makeRows, writeShard } = await import('./helpers/pickapic.js');
+  const tmp = mkdtempSync(join(tmpdir(), 'dpo-hub-ds-'));
+  writeShard(join(tmp, 'train.parquet'), await makeRows(8, { tieEvery: 4 }));
+  datasetFiles.set('data/train-00000-of-00001.parquet', readFileSync(join(tmp, 'train.parquet')));
+  datasetFiles.set('data/validation-00000-of-00001.parquet', Buffer.from('never fetched'));
+  rmSync(tmp, { recursive: true, force: true });
   server = createServer((req, res) => {
     const url = new URL(req.url!, 'http://x');
     requests.push({ method: req.method!, url: url.pathname, range: req.headers.range, auth: req.headers.authorization });
+    if (url.pathname === '/api/datasets/test-org/pap/revision/main') {
+      const siblings = ['README.md', 'data/train-00000-of-00001.parquet', 'data/validation-00000-of-00001.parquet'].map((rfilename) => ({ rfilename }));
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ sha: COMMIT, siblings }));
+      return;
+    }
+    const ds = url.pathname.match(/^\/datasets\/test-org\/pap\/resolve\/[0-9a-f]{40}\/(.+)$/);
+    if (ds) {
+      const body = datasetFiles.get(decodeURIComponent(ds[1]!));
+      if (!body) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { etag: `"${createHash('sha256').update(body).digest('hex')}"`, 'content-length': body.length }).end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
     const m = url.pathname.match(/^\/api\/models\/test-org\/(tiny-sd|private-sd)\/revision\/([^/]+)$/);
     const gated = url.pathname.includes('private-sd');
     if (gated && req.headers.authorization !== 'Bearer secret') {
@@ -136,5 +158,15 @@ describe('Hugging Face Hub', () => {
 
   test('an unreachable endpoint is a clear error', async () => {
     await assert.rejects(hub.resolveModel('test-org/nothing', { cacheDir: cache, endpoint: 'http://127.0.0.1:9' }), /cannot reach http:\/\/127\.0\.0\.1:9.*HF_HUB_OFFLINE/);
+  });
+
+  test('a Hub dataset id downloads only the requested split into datasets--org--name', async () => {
+    const { PreferenceDataset } = await import('../src/data/dataset.js');
+    const snapshot = await hub.resolveDataset('test-org/pap', { cacheDir: cache, endpoint, split: 'train' });
+    assert.equal(snapshot, join(cache, 'datasets--test-org--pap', 'snapshots', COMMIT));
+    assert.ok(existsSync(join(snapshot, 'data', 'train-00000-of-00001.parquet')));
+    assert.ok(!existsSync(join(snapshot, 'data', 'validation-00000-of-00001.parquet')));
+    const ds = await PreferenceDataset.open(snapshot);
+    assert.deepEqual([ds.stats.rowsRead, ds.stats.tiesRemoved], [8, 2]);
   });
 });

@@ -32,6 +32,11 @@ export interface LoaderOptions {
   numWorkers?: number;
   /** Batches prepared ahead of the consumer. */
   prefetchBatches?: number;
+  /**
+   * Tokenisation hook (SD 1.x: the CLIP tokenizer's ids, padded to 77); SDXL passes raw captions
+   * and tokenises in the training step, as the reference does.
+   */
+  tokenize?: ((captions: string[]) => number[][]) | null;
 }
 
 export interface Batch {
@@ -41,6 +46,8 @@ export interface Batch {
   captions: string[];
   /** Raw dataset row of each sample (for logs and tests). */
   rows: number[];
+  /** Token ids of the captions, when a tokenize hook was given. */
+  inputIds?: number[][];
   epoch: number;
   /** This batch's index within the epoch on this rank. */
   step: number;
@@ -70,7 +77,7 @@ export class PairLoader {
   constructor(readonly dataset: PreferenceDataset, o: LoaderOptions) {
     this.#o = {
       seed: 0, shuffle: true, randomCrop: false, hflip: true, proportionEmptyPrompts: 0, rank: 0, worldSize: 1,
-      numWorkers: 0, prefetchBatches: 2, ...o,
+      numWorkers: 0, prefetchBatches: 2, tokenize: null, ...o,
     };
     if (!(this.#o.batchSize >= 1)) throw new RangeError('batch size must be >= 1');
     if (!(this.#o.rank >= 0 && this.#o.rank < this.#o.worldSize)) throw new RangeError(`rank ${this.#o.rank} outside world size ${this.#o.worldSize}`);
@@ -205,7 +212,10 @@ export class PairLoader {
     const r = this.#o.resolution;
     const pixelValues = new Float32Array(b * channels * r * r);
     items.forEach((it, i) => pixelValues.set(it.pixels, i * channels * r * r));
-    return { pixelValues, shape: [b, channels, r, r], captions: items.map((i) => i.caption), rows: items.map((i) => i.row), epoch, step };
+    const captions = items.map((i) => i.caption);
+    const batch: Batch = { pixelValues, shape: [b, channels, r, r], captions, rows: items.map((i) => i.row), epoch, step };
+    if (this.#o.tokenize) batch.inputIds = this.#o.tokenize(captions);
+    return batch;
   }
 
   async close(): Promise<void> {
