@@ -9,7 +9,7 @@ import { runFolder } from '../src/parity/run.js';
 import { RUNNERS } from '../src/parity/runners/index.js';
 import { requireFixtures } from './helpers/fixtures.js';
 
-const NOT_YET = ['aesthetics', 'clip_score', 'dpo_step', 'pipeline_sample', 'scheduler_add_noise', 'scheduler_rollout', 'sft_step'];
+const NOT_YET = ['aesthetics', 'clip_score', 'pipeline_sample', 'scheduler_rollout'];
 
 test('every supported fixture case passes', async () => {
   const folder = requireFixtures();

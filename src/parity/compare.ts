@@ -13,6 +13,11 @@ export interface Comparison {
   tolerance: Tolerance;
   ok: boolean;
   detail?: string;
+  /**
+   * Reported but not judged: a quantity the fixture cannot pin down for an independent
+   * implementation (see the runner that sets it).
+   */
+  informational?: boolean;
 }
 
 export function compareTensors(name: string, actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance): Comparison {

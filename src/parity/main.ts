@@ -56,7 +56,7 @@ async function main(): Promise<number> {
     console.log(line(r));
     if (values.verbose) {
       for (const c of results[i]!.comparisons) {
-        console.log(`    ${c.ok ? 'ok  ' : 'FAIL'} ${c.name}: max abs ${fmt(c.maxAbs)}, max rel ${fmt(c.maxRel)}, used ${c.usage.toFixed(3)}${c.detail ? ` (${c.detail})` : ''}`);
+        console.log(`    ${c.informational ? 'info' : c.ok ? 'ok  ' : 'FAIL'} ${c.name}: max abs ${fmt(c.maxAbs)}, max rel ${fmt(c.maxRel)}, used ${c.usage.toFixed(3)}${c.detail ? ` (${c.detail})` : ''}`);
       }
     }
   }

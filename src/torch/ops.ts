@@ -33,7 +33,7 @@ const MANIFEST = [
   'exp_', 'pow_.Scalar', 'sigmoid_', 'rsqrt_',
   // reductions
   'sum', 'sum.dim_IntList', 'mean', 'mean.dim', 'var.correction', 'std.correction', 'max', 'max.dim', 'min', 'min.dim',
-  'amax', 'amin', 'argmax', 'argmin', 'linalg_vector_norm', 'prod', 'cumsum', 'all', 'any', 'logsumexp', 'topk',
+  'amax', 'amin', 'argmax', 'argmin', 'linalg_vector_norm', 'prod', 'cumsum', 'cumprod', 'all', 'any', 'logsumexp', 'topk',
   'sort', 'argsort',
   // linear algebra
   'matmul', 'mm', 'bmm', 'baddbmm', 'einsum', 'outer',

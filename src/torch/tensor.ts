@@ -445,6 +445,7 @@ export class Tensor implements Scoped {
   }
   prod(): Tensor { return wrap(call(OP.prod, this._h)); }
   cumsum(dim: number): Tensor { return wrap(call(OP.cumsum, this._h, dim)); }
+  cumprod(dim: number): Tensor { return wrap(call(OP.cumprod, this._h, dim)); }
   all(): Tensor { return wrap(call(OP.all, this._h)); }
   any(): Tensor { return wrap(call(OP.any, this._h)); }
   logsumexp(dim: number | number[], keepdim = false): Tensor { return wrap(call(OP.logsumexp, this._h, arr(dim), keepdim)); }

@@ -4,7 +4,9 @@ import type { Comparison } from '../compare.js';
 import { runImagePreprocessCase } from './image.js';
 import { runLrScheduleCase } from './lr_schedule.js';
 import { runTextEncoderCase, runTextEncoderSDXLCase, runUNetCase, runVAECase } from './models.js';
+import { runAddNoiseCase } from './noise_schedule.js';
 import { runOptimizerCase } from './optimizer.js';
+import { runTrainStepCase } from './train_step.js';
 
 export type Runner = (c: FixtureCase) => Comparison[] | Promise<Comparison[]>;
 
@@ -16,4 +18,7 @@ export const RUNNERS: Record<string, Runner> = {
   text_encoder: runTextEncoderCase,
   text_encoder_sdxl: runTextEncoderSDXLCase,
   image_preprocess: runImagePreprocessCase,
+  dpo_step: runTrainStepCase,
+  sft_step: runTrainStepCase,
+  scheduler_add_noise: runAddNoiseCase,
 };
