@@ -1,6 +1,7 @@
 // The diffusion-dpo command: a table of subcommands, each a typed function of its arguments.
 import { dataCommand } from './data.js';
 import { doctorCommand } from './doctor.js';
+import { demoCommand, trainCommand } from './train.js';
 import { inspectCommand } from './inspect.js';
 import { CliError } from './errors.js';
 
@@ -10,6 +11,8 @@ export interface Command {
 }
 
 const COMMANDS: Record<string, Command> = {
+  train: trainCommand,
+  demo: demoCommand,
   data: dataCommand,
   doctor: doctorCommand,
   inspect: inspectCommand,

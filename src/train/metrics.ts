@@ -1,0 +1,69 @@
+// Training logs: metrics.jsonl (one JSON object per update), TensorBoard event files with the
+// reference's scalar names, and at the end report.html with the loss and accuracy curves as inline
+// SVG (a self-contained page: no scripts, no network).
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../models/index.js';
+import { EventWriter } from './tensorboard.js';
+
+export class MetricsLog {
+  readonly jsonl: string;
+  readonly #events: EventWriter | null;
+
+  constructor(readonly dir: string, tensorboard: boolean) {
+    mkdirSync(dir, { recursive: true });
+    this.jsonl = join(dir, 'metrics.jsonl');
+    this.#events = tensorboard ? new EventWriter(dir) : null;
+  }
+
+  log(step: number, row: Record<string, number>): void {
+    appendFileSync(this.jsonl, `${JSON.stringify({ ...row, time: Date.now() / 1000 })}\n`);
+    const { step: _s, ...scalars } = row;
+    void _s;
+    this.#events?.scalars(step, scalars);
+  }
+
+  /** Writes report.html beside the logs' folder (in output_dir). */
+  close(history: Record<string, number>[]): string {
+    const path = join(dirname(this.dir), 'report.html');
+    writeFileAtomic(path, renderReport(history));
+    return path;
+  }
+}
+
+function chart(title: string, rows: Record<string, number>[], key: string, color: string): string {
+  const pts = rows.filter((r) => Number.isFinite(r[key])).map((r) => [r.step!, r[key]!] as const);
+  if (pts.length === 0) return '';
+  const w = 560;
+  const h = 220;
+  const pad = 40;
+  const xs = pts.map((p) => p[0]);
+  const ys = pts.map((p) => p[1]);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs) || 1];
+  let [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  if (y0 === y1) [y0, y1] = [y0 - 0.5, y1 + 0.5];
+  const X = (x: number) => pad + ((x - x0) / Math.max(1e-12, x1 - x0)) * (w - 2 * pad);
+  const Y = (y: number) => h - pad - ((y - y0) / (y1 - y0)) * (h - 2 * pad);
+  const path = pts.map((p, i) => `${i ? 'L' : 'M'}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(' ');
+  const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  return `<figure><figcaption>${esc(title)}</figcaption><svg width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(title)}">
+<rect x="${pad}" y="${pad / 2}" width="${w - 2 * pad}" height="${h - 1.5 * pad}" fill="#fafafa" stroke="#ccc"/>
+<path d="${path}" fill="none" stroke="${color}" stroke-width="2"/>
+<text x="${pad}" y="${h - 10}" font-size="11">step ${x0}</text><text x="${w - pad}" y="${h - 10}" font-size="11" text-anchor="end">step ${x1}</text>
+<text x="4" y="${Y(y1) + 4}" font-size="11">${y1.toPrecision(3)}</text><text x="4" y="${Y(y0) + 4}" font-size="11">${y0.toPrecision(3)}</text>
+</svg></figure>`;
+}
+
+export function renderReport(history: Record<string, number>[]): string {
+  const last = history[history.length - 1] ?? {};
+  const summary = Object.entries(last).map(([k, v]) => `<tr><th>${k}</th><td>${Number.isInteger(v) ? v : v.toPrecision(5)}</td></tr>`).join('');
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diffusion-dpo training report</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}figure{display:inline-block;margin:1em}table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}</style></head>
+<body><h1>Training report</h1><p>${history.length} optimizer updates.</p><table>${summary}</table>
+${chart('train_loss', history, 'train_loss', '#c0392b')}
+${chart('implicit_acc_accumulated', history, 'implicit_acc_accumulated', '#2471a3')}
+${chart('model_mse_unaccumulated', history, 'model_mse_unaccumulated', '#7d3c98')}
+${chart('lr', history, 'lr', '#1e8449')}
+</body></html>
+`;
+}
