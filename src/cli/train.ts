@@ -89,9 +89,9 @@ export const demoCommand: Command = {
     }
     const defaults = [
       '--pretrained_model_name_or_path', join(inputs, 'model'), '--dataset_name', join(inputs, 'data', 'pairs.jsonl'),
-      '--output_dir', outputDir, '--resolution', '32', '--train_batch_size', '8', '--max_train_steps', '120',
-      '--learning_rate', '1e-4', '--lr_scheduler', 'constant', '--lr_warmup_steps', '0', '--beta_dpo', '500',
-      '--checkpointing_steps', '40', '--mixed_precision', 'no', '--seed', '0', '--proportion_empty_prompts', '0',
+      '--output_dir', outputDir, '--resolution', '32', '--train_batch_size', '16', '--max_train_steps', '240',
+      '--learning_rate', '3e-4', '--lr_scheduler', 'constant', '--lr_warmup_steps', '0', '--beta_dpo', '5000',
+      '--checkpointing_steps', '80', '--mixed_precision', 'no', '--seed', '0', '--proportion_empty_prompts', '0',
       '--dataloader_num_workers', '0',
     ];
     // user flags come last and win
