@@ -7,8 +7,8 @@ import { join } from 'node:path';
 import { basicTokenize } from './basic.js';
 import { fixText } from './ftfy.js';
 
-/** GPT-2's reversible byte -> printable character table. */
-function bytesToUnicode(): string[] {
+/** GPT-2's reversible byte -> printable character table (index = byte value). */
+export function bytesToUnicode(): string[] {
   const bs: number[] = [];
   for (let b = 33; b <= 126; b++) bs.push(b);
   for (let b = 161; b <= 172; b++) bs.push(b);

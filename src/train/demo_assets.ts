@@ -9,25 +9,12 @@ import sharp from 'sharp';
 import * as torch from '../torch/index.js';
 import { AutoencoderKL, CLIPTextModel, UNet2DConditionModel, saveComponent, writeFileAtomic } from '../models/index.js';
 import { Rng } from '../data/rng.js';
-
-/** GPT-2's byte -> character table (as the CLIP tokenizer's). */
-function byteChars(): string[] {
-  const bs: number[] = [];
-  for (let b = 33; b <= 126; b++) bs.push(b);
-  for (let b = 161; b <= 172; b++) bs.push(b);
-  for (let b = 174; b <= 255; b++) bs.push(b);
-  const cs = bs.slice();
-  let n = 0;
-  for (let b = 0; b < 256; b++) if (!bs.includes(b)) { bs.push(b); cs.push(256 + n++); }
-  const out: string[] = new Array(256);
-  bs.forEach((b, i) => (out[b] = String.fromCodePoint(cs[i]!)));
-  return out;
-}
+import { bytesToUnicode } from '../tokenizers/clip.js';
 
 export function writeTinyPipeline(folder: string, seed = 0): void {
   torch.manualSeed(seed);
   // byte-level vocabulary without merges: every character is a token (with and without </w>)
-  const chars = byteChars();
+  const chars = bytesToUnicode();
   const vocab: Record<string, number> = {};
   chars.forEach((c, i) => { vocab[c] = i; vocab[`${c}</w>`] = 256 + i; });
   vocab['<|startoftext|>'] = 512;
