@@ -164,3 +164,39 @@ describe('SDXL', () => {
     assert.ok(existsSync(join(out, 'text_encoder_2', 'model.safetensors')));
   });
 });
+
+describe('robustness and options', () => {
+  test('a non-finite loss stops the run with the last good state saved', async () => {
+    const out = join(dir, 'nan');
+    const r = await run(flags(out, ['--learning_rate', '1e30', '--max_train_steps', '6', '--gradient_accumulation_steps', '1']));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /loss is (NaN|Infinity|-Infinity) at step (\d+): training stopped; the last good state is saved in .*checkpoint-\d+/);
+    const step = Number(r.err.match(/at step (\d+)/)![1]);
+    assert.ok(existsSync(join(out, `checkpoint-${step - 1}`)));
+  });
+
+  test('SIGINT saves a checkpoint at the end of the update and exits with 130', async () => {
+    const out = join(dir, 'sigint');
+    const p = spawn(process.execPath, [bin, 'train', ...flags(out, ['--max_train_steps', '1000', '--checkpointing_steps', '1000'])], { env: { ...process.env, DPO_NUM_THREADS: '1' } });
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => {
+      err += d;
+      if (/step 10\//.test(err) && !p.killed) p.kill('SIGINT');
+    });
+    const code = await new Promise<number | null>((r) => p.on('close', r));
+    assert.equal(code, 130, err);
+    const saved = readdirSync(out).filter((d) => d.startsWith('checkpoint-'));
+    assert.equal(saved.length, 1, err);
+    assert.ok(Number(saved[0]!.split('-')[1]) >= 10);
+  });
+
+  test('a --config file supplies flags; bf16 autocast runs on the CPU', async () => {
+    const { writeFileSync } = await import('node:fs');
+    const out = join(dir, 'config');
+    const cfg = join(dir, 'flags.json');
+    writeFileSync(cfg, JSON.stringify({ pretrained_model_name_or_path: model, dataset_name: data, 'max-train-steps': 2, mixed_precision: 'bf16' }));
+    const r = await run(['--config', cfg, '--output_dir', out, '--resolution', '16', '--train_batch_size', '2', '--checkpointing_steps', '2', '--seed', '1']);
+    assert.equal(r.code, 0, r.err);
+    assert.equal((JSON.parse(r.out) as { steps: number }).steps, 2);
+  });
+});
