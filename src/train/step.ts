@@ -50,6 +50,8 @@ export interface StepBatch {
   pixelValues: torch.Tensor;
   /** SD: [B, 77] token ids. */
   inputIds?: torch.Tensor;
+  /** SD: precomputed text-encoder states [B, 77, D] (cached embeddings), used instead of inputIds. */
+  encoderHiddenStates?: torch.Tensor;
   /** SDXL: the captions. */
   captions?: string[];
 }
@@ -136,8 +138,12 @@ export function diffusionStep(m: DiffusionModels, batch: StepBatch, cfg: StepCon
       encoderHiddenStates = cfg.method === 'dpo' ? promptEmbeds.repeat(2, 1, 1) : promptEmbeds;
       pooledPromptEmbeds = cfg.method === 'dpo' ? pooled.repeat(2, 1) : pooled;
     } else {
-      if (!batch.inputIds || !m.textEncoder) throw new Error('SD steps need input ids and a text encoder');
-      const ehs = torch.noGrad(() => m.textEncoder!.forward(batch.inputIds!.to({ device })).lastHiddenState);
+      let ehs: torch.Tensor;
+      if (batch.encoderHiddenStates) ehs = batch.encoderHiddenStates.to({ device });
+      else {
+        if (!batch.inputIds || !m.textEncoder) throw new Error('SD steps need input ids and a text encoder (or precomputed encoder hidden states)');
+        ehs = torch.noGrad(() => m.textEncoder!.forward(batch.inputIds!.to({ device })).lastHiddenState);
+      }
       encoderHiddenStates = cfg.method === 'dpo' ? ehs.repeat(2, 1, 1) : ehs;
     }
     const addedCond = m.kind === 'sdxl' ? { textEmbeds: pooledPromptEmbeds!, timeIds: addTimeIds! } : undefined;
