@@ -9,7 +9,7 @@ import { runFolder } from '../src/parity/run.js';
 import { RUNNERS } from '../src/parity/runners/index.js';
 import { requireFixtures } from './helpers/fixtures.js';
 
-const NOT_YET = ['aesthetics', 'clip_score', 'pipeline_sample', 'scheduler_rollout'];
+const NOT_YET = ['aesthetics', 'clip_score', 'pipeline_sample'];
 
 test('every supported fixture case passes', async () => {
   const folder = requireFixtures();

@@ -6,6 +6,7 @@ import { runLrScheduleCase } from './lr_schedule.js';
 import { runTextEncoderCase, runTextEncoderSDXLCase, runUNetCase, runVAECase } from './models.js';
 import { runAddNoiseCase } from './noise_schedule.js';
 import { runOptimizerCase } from './optimizer.js';
+import { runSchedulerCase } from './scheduler.js';
 import { runTrainStepCase } from './train_step.js';
 
 export type Runner = (c: FixtureCase) => Comparison[] | Promise<Comparison[]>;
@@ -21,4 +22,5 @@ export const RUNNERS: Record<string, Runner> = {
   dpo_step: runTrainStepCase,
   sft_step: runTrainStepCase,
   scheduler_add_noise: runAddNoiseCase,
+  scheduler_rollout: runSchedulerCase,
 };
