@@ -9,7 +9,7 @@ import { runFolder } from '../src/parity/run.js';
 import { RUNNERS } from '../src/parity/runners/index.js';
 import { requireFixtures } from './helpers/fixtures.js';
 
-const NOT_YET = ['aesthetics', 'clip_score', 'pipeline_sample'];
+const NOT_YET = ['aesthetics', 'clip_score'];
 
 test('every supported fixture case passes', async () => {
   const folder = requireFixtures();

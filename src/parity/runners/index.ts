@@ -6,6 +6,7 @@ import { runLrScheduleCase } from './lr_schedule.js';
 import { runTextEncoderCase, runTextEncoderSDXLCase, runUNetCase, runVAECase } from './models.js';
 import { runAddNoiseCase } from './noise_schedule.js';
 import { runOptimizerCase } from './optimizer.js';
+import { runPipelineCase } from './pipeline.js';
 import { runSchedulerCase } from './scheduler.js';
 import { runTrainStepCase } from './train_step.js';
 
@@ -23,4 +24,5 @@ export const RUNNERS: Record<string, Runner> = {
   sft_step: runTrainStepCase,
   scheduler_add_noise: runAddNoiseCase,
   scheduler_rollout: runSchedulerCase,
+  pipeline_sample: runPipelineCase,
 };

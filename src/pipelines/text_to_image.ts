@@ -1,0 +1,142 @@
+// Text-to-image sampling as diffusers 0.20's StableDiffusionPipeline and StableDiffusionXLPipeline
+// run it: prompt encoding (SDXL: both encoders, penultimate states, pooled text_embeds, zero
+// negatives when no negative prompt is given and force_zeros_for_empty_prompt is set), classifier-
+// free guidance on an [uncond, cond] batch (with optional guidance rescale), the scheduler loop,
+// and VAE decoding to images in [0, 1].
+import * as torch from '../torch/index.js';
+import type { PipelineComponents } from '../models/index.js';
+import type { Scheduler } from '../schedulers/samplers.js';
+import type { CLIPTokenizer } from '../tokenizers/clip.js';
+
+export interface GenerateOptions {
+  prompts: string[];
+  negativePrompts?: string[] | null;
+  numInferenceSteps: number;
+  guidanceScale: number;
+  /** diffusers' guidance_rescale (Lin et al. 2023 §3.4); 0 disables it. */
+  guidanceRescale?: number;
+  height: number;
+  width: number;
+  /** Initial latents [B, 4, H/8, W/8] (unscaled), or drawn from `generator` like diffusers' randn_tensor. */
+  latents?: torch.Tensor;
+  generator?: torch.Generator;
+  eta?: number;
+  /** Called after every scheduler step with the loop index and the latents. */
+  onStep?: (i: number, t: number, latents: torch.Tensor) => void;
+}
+
+export interface SamplerModels {
+  pipeline: PipelineComponents;
+  tokenizer: CLIPTokenizer | null;
+  tokenizer2: CLIPTokenizer | null;
+  scheduler: Scheduler;
+}
+
+export interface GenerateResult {
+  /** [B, H, W, 3] float in [0, 1] */
+  images: torch.Tensor;
+  latents: torch.Tensor;
+  promptEmbeds: torch.Tensor;
+  negativePromptEmbeds: torch.Tensor;
+  pooledPromptEmbeds: torch.Tensor | null;
+  negativePooledPromptEmbeds: torch.Tensor | null;
+}
+
+function ids(tok: CLIPTokenizer, texts: string[], device: torch.Device): torch.Tensor {
+  return torch.tensor(tok.encodeBatch(texts).map((e) => e.inputIds), { dtype: 'int64', device });
+}
+
+function encodeSd(m: SamplerModels, texts: string[], device: torch.Device): torch.Tensor {
+  return m.pipeline.textEncoder!.forward(ids(m.tokenizer!, texts, device)).lastHiddenState;
+}
+
+function encodeSdxl(m: SamplerModels, texts: string[], device: torch.Device): { embeds: torch.Tensor; pooled: torch.Tensor } {
+  const parts: torch.Tensor[] = [];
+  let pooled: torch.Tensor | null = null;
+  if (m.pipeline.textEncoder && m.tokenizer) parts.push(m.pipeline.textEncoder.forward(ids(m.tokenizer, texts, device)).hiddenStates.at(-2)!);
+  const out = m.pipeline.textEncoder2!.forward(ids(m.tokenizer2!, texts, device));
+  parts.push(out.hiddenStates.at(-2)!);
+  pooled = out.textEmbeds;
+  return { embeds: torch.cat(parts, -1), pooled };
+}
+
+/** rescale_noise_cfg: match the guided prediction's std to the text-conditioned one's. */
+function rescaleNoiseCfg(cfg: torch.Tensor, text: torch.Tensor, phi: number): torch.Tensor {
+  const dims = Array.from({ length: text.ndim - 1 }, (_, i) => i + 1);
+  const stdText = text.std(dims, { keepdim: true });
+  const stdCfg = cfg.std(dims, { keepdim: true });
+  const rescaled = cfg.mul(stdText.div(stdCfg));
+  return rescaled.mul(phi).add(cfg.mul(1 - phi));
+}
+
+export function generate(m: SamplerModels, o: GenerateOptions): GenerateResult {
+  return torch.tidy(() => torch.noGrad(() => {
+    const p = m.pipeline;
+    const device = p.unet.conv_in.weight.device;
+    const b = o.prompts.length;
+    const cfg = o.guidanceScale > 1.0;
+    const negatives = o.negativePrompts ?? null;
+    if (negatives && negatives.length !== b) throw new RangeError(`${negatives.length} negative prompts for ${b} prompts`);
+    // 1. prompts
+    let promptEmbeds: torch.Tensor;
+    let negativeEmbeds: torch.Tensor;
+    let pooled: torch.Tensor | null = null;
+    let negativePooled: torch.Tensor | null = null;
+    if (p.kind === 'sd') {
+      promptEmbeds = encodeSd(m, o.prompts, device);
+      negativeEmbeds = encodeSd(m, negatives ?? o.prompts.map(() => ''), device);
+    } else {
+      const pos = encodeSdxl(m, o.prompts, device);
+      promptEmbeds = pos.embeds;
+      pooled = pos.pooled;
+      const zeroNegatives = !negatives && p.index.force_zeros_for_empty_prompt === true;
+      if (zeroNegatives) {
+        negativeEmbeds = torch.zerosLike(promptEmbeds);
+        negativePooled = torch.zerosLike(pooled);
+      } else {
+        const neg = encodeSdxl(m, negatives ?? o.prompts.map(() => ''), device);
+        negativeEmbeds = neg.embeds;
+        negativePooled = neg.pooled;
+      }
+    }
+    const unetDtype = p.unet.dtype;
+    const context = (cfg ? torch.cat([negativeEmbeds, promptEmbeds]) : promptEmbeds).to(unetDtype);
+    let addedCond: { textEmbeds: torch.Tensor; timeIds: torch.Tensor } | undefined;
+    if (p.kind === 'sdxl') {
+      // original size + crop top-left + target size
+      const timeIds = torch.tensor([o.height, o.width, 0, 0, o.height, o.width], { dtype: promptEmbeds.dtype, device }).unsqueeze(0).repeat(b, 1);
+      addedCond = {
+        textEmbeds: (cfg ? torch.cat([negativePooled!, pooled!]) : pooled!).to(unetDtype),
+        timeIds: (cfg ? torch.cat([timeIds, timeIds]) : timeIds).to(unetDtype),
+      };
+    }
+    // 2. timesteps and initial latents
+    const s = m.scheduler;
+    s.setTimesteps(o.numInferenceSteps);
+    const shape = [b, p.unet.config.inChannels, Math.floor(o.height / 8), Math.floor(o.width / 8)];
+    const init = o.latents ?? torch.randn(shape, { generator: o.generator, dtype: 'float32', device: o.generator?.device ?? 'cpu' });
+    let latents = init.to({ device, dtype: unetDtype }).mul(s.initNoiseSigma);
+    // 3. denoising loop
+    s.timesteps.forEach((t, i) => {
+      const next = torch.tidy(() => {
+        const input = s.scaleModelInput(cfg ? torch.cat([latents, latents]) : latents, t);
+        let noise = p.unet.forward(input, t, context, { addedCond }).sample;
+        if (cfg) {
+          const [uncond, text] = noise.chunk(2);
+          noise = uncond!.add(text!.sub(uncond!).mul(o.guidanceScale));
+          if (o.guidanceRescale) noise = rescaleNoiseCfg(noise, text!, o.guidanceRescale);
+        }
+        return s.step(noise, t, latents, { generator: o.generator, eta: o.eta }).prevSample;
+      });
+      latents = next;
+      o.onStep?.(i, t, latents);
+    });
+    s.dispose();
+    // 4. decode: (x / 2 + 0.5).clamp(0, 1), NHWC
+    const vaeDtype = p.vae.config.forceUpcast && p.vae.quant_conv.weight.dtype === 'float16' ? 'float32' : p.vae.quant_conv.weight.dtype;
+    if (vaeDtype !== p.vae.quant_conv.weight.dtype) p.vae.to('float32');
+    const decoded = p.vae.decode(latents.to(vaeDtype).div(p.vae.config.scalingFactor));
+    const images = decoded.div(2).add(0.5).clamp(0, 1).permute(0, 2, 3, 1).float().contiguous();
+    return { images, latents, promptEmbeds, negativePromptEmbeds: negativeEmbeds, pooledPromptEmbeds: pooled, negativePooledPromptEmbeds: negativePooled };
+  }));
+}
