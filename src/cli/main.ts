@@ -3,6 +3,7 @@ import { dataCommand } from './data.js';
 import { doctorCommand } from './doctor.js';
 import { demoCommand, trainCommand } from './train.js';
 import { inspectCommand } from './inspect.js';
+import { sampleCommand } from './sample.js';
 import { CliError } from './errors.js';
 
 export interface Command {
@@ -16,6 +17,7 @@ const COMMANDS: Record<string, Command> = {
   data: dataCommand,
   doctor: doctorCommand,
   inspect: inspectCommand,
+  sample: sampleCommand,
 };
 
 function usage(): string {

@@ -69,6 +69,11 @@ function rescaleNoiseCfg(cfg: torch.Tensor, text: torch.Tensor, phi: number): to
   return rescaled.mul(phi).add(cfg.mul(1 - phi));
 }
 
+/** diffusers' vae_scale_factor: 2 ** (len(vae.block_out_channels) - 1), 8 for every real SD/SDXL VAE. */
+export function vaeScaleFactor(p: { vae: { config: { blockOutChannels: number[] } } }): number {
+  return 2 ** (p.vae.config.blockOutChannels.length - 1);
+}
+
 export function generate(m: SamplerModels, o: GenerateOptions): GenerateResult {
   return torch.tidy(() => torch.noGrad(() => {
     const p = m.pipeline;
@@ -113,7 +118,8 @@ export function generate(m: SamplerModels, o: GenerateOptions): GenerateResult {
     // 2. timesteps and initial latents
     const s = m.scheduler;
     s.setTimesteps(o.numInferenceSteps);
-    const shape = [b, p.unet.config.inChannels, Math.floor(o.height / 8), Math.floor(o.width / 8)];
+    const f = vaeScaleFactor(p);
+    const shape = [b, p.unet.config.inChannels, Math.floor(o.height / f), Math.floor(o.width / f)];
     const init = o.latents ?? torch.randn(shape, { generator: o.generator, dtype: 'float32', device: o.generator?.device ?? 'cpu' });
     let latents = init.to({ device, dtype: unetDtype }).mul(s.initNoiseSigma);
     // 3. denoising loop

@@ -1,0 +1,104 @@
+// `diffusion-dpo sample` as a user runs it on the tiny fixture pipeline: files, metadata, grid,
+// per-image seeds that regenerate any one image alone, and loud errors for bad flags.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import sharp from 'sharp';
+import { readPngText, addPngText } from '../src/pipelines/png.js';
+import { readPromptFile } from '../src/pipelines/prompts.js';
+import { fixturesDir, projectRoot } from './helpers/fixtures.js';
+
+const bin = join(projectRoot, 'bin', 'diffusion-dpo.js');
+const dir = mkdtempSync(join(tmpdir(), 'dpo-sample-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const tinySd = join(fixturesDir, 'tiny-sd');
+
+function sample(...args: string[]) {
+  const r = spawnSync(process.execPath, [bin, 'sample', '--pretrained_model_name_or_path', tinySd, '--device', 'cpu', ...args], { encoding: 'utf8', cwd: projectRoot });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('sample', () => {
+  test('writes one PNG per image with its settings in text chunks, and a grid', async () => {
+    const out = join(dir, 'a');
+    const r = sample('--prompt', 'a red cube', '--prompt', 'a blue dog', '--num_images_per_prompt', '2', '--num_inference_steps', '3', '--seed', '5', '--output_dir', out);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(readdirSync(out).sort(), ['000-5.png', '000-6.png', '001-5.png', '001-6.png', 'grid.png']);
+    const meta = readPngText(readFileSync(join(out, '001-6.png')));
+    assert.equal(meta.prompt, 'a blue dog');
+    assert.equal(meta.seed, '6');
+    assert.equal(meta.num_inference_steps, '3');
+    assert.equal(meta.scheduler, 'PNDMScheduler');
+    // tiny-sd: UNet sample_size 32, VAE scale factor 2 -> 64 px
+    const img = await sharp(join(out, '000-5.png')).metadata();
+    assert.deepEqual([img.width, img.height, img.channels], [64, 64, 3]);
+    const grid = await sharp(join(out, 'grid.png')).metadata();
+    assert.deepEqual([grid.width, grid.height], [128, 128]);
+    // different prompts / seeds give different pixels
+    const px = async (f: string) => sharp(join(out, f)).raw().toBuffer();
+    assert.notDeepEqual(await px('000-5.png'), await px('000-6.png'));
+    assert.notDeepEqual(await px('000-5.png'), await px('001-5.png'));
+  });
+
+  test('an image regenerated alone from its seed is bit-identical', async () => {
+    const out = join(dir, 'b');
+    const r = sample('--prompt', 'a blue dog', '--seed', '6', '--num_inference_steps', '3', '--scheduler', 'euler_ancestral', '--output_dir', out);
+    assert.equal(r.code, 0, r.err);
+    const again = join(dir, 'b2');
+    const r2 = sample('--prompt', 'a red cube', '--prompt', 'a blue dog', '--seed', '5', '--num_images_per_prompt', '2', '--num_inference_steps', '3', '--scheduler', 'euler_ancestral', '--output_dir', again);
+    assert.equal(r2.code, 0, r2.err);
+    const a = await sharp(join(out, '000-6.png')).raw().toBuffer();
+    const b = await sharp(join(again, '001-6.png')).raw().toBuffer();
+    assert.ok(a.equals(b));
+    assert.equal(readPngText(readFileSync(join(out, '000-6.png'))).scheduler, 'euler_ancestral');
+    // --unet accepts a pipeline (or training checkpoint) folder holding unet/: same weights, same image
+    const viaUnet = join(dir, 'b3');
+    const r3 = sample('--prompt', 'a blue dog', '--seed', '6', '--num_inference_steps', '3', '--scheduler', 'euler_ancestral', '--unet', tinySd, '--output_dir', viaUnet);
+    assert.equal(r3.code, 0, r3.err);
+    assert.ok(a.equals(await sharp(join(viaUnet, '000-6.png')).raw().toBuffer()));
+  });
+
+  test('bad flags fail loudly before any work', () => {
+    const noPrompt = sample();
+    assert.equal(noPrompt.code, 2);
+    assert.match(noPrompt.err, /give --prompt, --prompt_file or --prompts notebook/);
+    const badSteps = sample('--prompt', 'x', '--num_inference_steps', 'ten');
+    assert.equal(badSteps.code, 2);
+    assert.match(badSteps.err, /--num_inference_steps must be an integer, got 'ten'/);
+    const badSet = sample('--prompts', 'parti');
+    assert.equal(badSet.code, 2);
+    assert.match(badSet.err, /unknown prompt set 'parti'/);
+    const badScheduler = sample('--prompt', 'x', '--scheduler', 'heun', '--output_dir', join(dir, 'c'));
+    assert.notEqual(badScheduler.code, 0);
+    assert.match(badScheduler.err, /heun/);
+    const badUnet = sample('--prompt', 'x', '--unet', dir, '--output_dir', join(dir, 'd'));
+    assert.notEqual(badUnet.code, 0);
+    assert.match(badUnet.err, /no UNet here/);
+  });
+
+  test('prompt files: .txt lines and .jsonl records, blanks skipped, bad rows named', () => {
+    const txt = join(dir, 'p.txt');
+    writeFileSync(txt, 'one\n\n  two  \n');
+    assert.deepEqual(readPromptFile(txt), ['one', 'two']);
+    const jsonl = join(dir, 'p.jsonl');
+    writeFileSync(jsonl, '{"prompt": "a"}\n{"prompt": "b"}\n');
+    assert.deepEqual(readPromptFile(jsonl), ['a', 'b']);
+    writeFileSync(jsonl, '{"prompt": "a"}\n\n{"caption": "b"}\n{"text": "c"}\n');
+    assert.throws(() => readPromptFile(jsonl), /p\.jsonl:4: no "prompt" string/);
+    writeFileSync(jsonl, '{"prompt": "a"}\n{"prompt": \n');
+    assert.throws(() => readPromptFile(jsonl), /p\.jsonl:2: not valid JSON/);
+  });
+
+  test('PNG text chunks round-trip and keep the image decodable', async () => {
+    const png = await sharp({ create: { width: 2, height: 2, channels: 3, background: '#ff0000' } }).png().toBuffer();
+    const tagged = addPngText(png, { prompt: 'ünïcode prompt', seed: '3', ja: '犬の写真 🐕' });
+    assert.deepEqual(readPngText(tagged), { prompt: 'ünïcode prompt', seed: '3', ja: '犬の写真 🐕' });
+    const back = await sharp(tagged).metadata();
+    assert.equal(back.width, 2);
+    const raw = await sharp(tagged).raw().toBuffer();
+    assert.deepEqual([...raw.subarray(0, 3)], [255, 0, 0]);
+  });
+});
