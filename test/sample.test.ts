@@ -9,6 +9,11 @@ import { after, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { readPngText, addPngText } from '../src/pipelines/png.js';
 import { readPromptFile } from '../src/pipelines/prompts.js';
+import * as torch from '../src/torch/index.js';
+import { disposePipeline, loadPipeline } from '../src/models/index.js';
+import { generate } from '../src/pipelines/text_to_image.js';
+import { schedulerFromConfig } from '../src/schedulers/samplers.js';
+import { CLIPTokenizer } from '../src/tokenizers/clip.js';
 import { fixturesDir, projectRoot } from './helpers/fixtures.js';
 
 const bin = join(projectRoot, 'bin', 'diffusion-dpo.js');
@@ -61,13 +66,34 @@ describe('sample', () => {
     assert.ok(a.equals(await sharp(join(viaUnet, '000-6.png')).raw().toBuffer()));
   });
 
+  test('--torch_dtype bfloat16 runs the pipeline in bfloat16: close to float32, not equal', async () => {
+    const f32 = join(dir, 'f32');
+    const bf16 = join(dir, 'bf16');
+    assert.equal(sample('--prompt', 'a red cube', '--num_inference_steps', '3', '--output_dir', f32).code, 0);
+    const r = sample('--prompt', 'a red cube', '--num_inference_steps', '3', '--torch_dtype', 'bfloat16', '--output_dir', bf16);
+    assert.equal(r.code, 0, r.err);
+    assert.equal(readPngText(readFileSync(join(bf16, '000-0.png'))).torch_dtype, 'bfloat16');
+    const a = await sharp(join(f32, '000-0.png')).raw().toBuffer();
+    const b = await sharp(join(bf16, '000-0.png')).raw().toBuffer();
+    let sum = 0;
+    for (let i = 0; i < a.length; i++) sum += Math.abs(a[i]! - b[i]!);
+    const mean = sum / a.length; // measured 2.0 of 255
+    assert.ok(mean > 0 && mean < 8, `mean |f32 - bf16| = ${mean}`);
+  });
+
   test('bad flags fail loudly before any work', () => {
     const noPrompt = sample();
     assert.equal(noPrompt.code, 2);
     assert.match(noPrompt.err, /give --prompt, --prompt_file or --prompts notebook/);
     const badSteps = sample('--prompt', 'x', '--num_inference_steps', 'ten');
     assert.equal(badSteps.code, 2);
-    assert.match(badSteps.err, /--num_inference_steps must be an integer, got 'ten'/);
+    assert.match(badSteps.err, /--num_inference_steps must be an integer >= 1, got 'ten'/);
+    const zeroSteps = sample('--prompt', 'x', '--num_inference_steps', '0');
+    assert.equal(zeroSteps.code, 2);
+    assert.match(zeroSteps.err, /--num_inference_steps must be an integer >= 1, got '0'/);
+    const badDtype = sample('--prompt', 'x', '--torch_dtype', 'float64');
+    assert.equal(badDtype.code, 2);
+    assert.match(badDtype.err, /--torch_dtype must be one of float32, float16, bfloat16, got 'float64'/);
     const badSet = sample('--prompts', 'parti');
     assert.equal(badSet.code, 2);
     assert.match(badSet.err, /unknown prompt set 'parti'/);
@@ -100,5 +126,26 @@ describe('sample', () => {
     assert.equal(back.width, 2);
     const raw = await sharp(tagged).raw().toBuffer();
     assert.deepEqual([...raw.subarray(0, 3)], [255, 0, 0]);
+  });
+
+  test('precomputed prompt embeddings (diffusers prompt_embeds) give the same image as the prompts', () => {
+    const p = loadPipeline(tinySd);
+    try {
+      const scheduler = () => schedulerFromConfig(JSON.parse(readFileSync(join(tinySd, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>);
+      const tokenizer = CLIPTokenizer.fromFolder(join(tinySd, 'tokenizer'));
+      const base = { numInferenceSteps: 2, guidanceScale: 7.5, height: 32, width: 32 };
+      torch.tidy(() => {
+        const a = generate({ pipeline: p, scheduler: scheduler(), tokenizer, tokenizer2: null }, { ...base, prompts: ['a red cube'], generator: new torch.Generator('cpu', 1) });
+        const b = generate({ pipeline: p, scheduler: scheduler(), tokenizer: null, tokenizer2: null }, {
+          ...base, prompts: [''], embeds: { prompt: a.promptEmbeds, negative: a.negativePromptEmbeds }, generator: new torch.Generator('cpu', 1),
+        });
+        assert.equal(a.images.sub(b.images).abs().max().item(), 0);
+        assert.throws(() => generate({ pipeline: p, scheduler: scheduler(), tokenizer: null, tokenizer2: null }, {
+          ...base, prompts: [''], embeds: { prompt: a.promptEmbeds, negative: null },
+        }), /embeds\.negative is required when guidance_scale > 1/);
+      });
+    } finally {
+      disposePipeline(p);
+    }
   });
 });

@@ -4,6 +4,7 @@ import { doctorCommand } from './doctor.js';
 import { demoCommand, trainCommand } from './train.js';
 import { inspectCommand } from './inspect.js';
 import { sampleCommand } from './sample.js';
+import { compareCommand } from './compare.js';
 import { CliError } from './errors.js';
 
 export interface Command {
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   doctor: doctorCommand,
   inspect: inspectCommand,
   sample: sampleCommand,
+  compare: compareCommand,
 };
 
 function usage(): string {

@@ -11,6 +11,17 @@ import type { CLIPTokenizer } from '../tokenizers/clip.js';
 export interface GenerateOptions {
   prompts: string[];
   negativePrompts?: string[] | null;
+  /**
+   * diffusers' prompt_embeds / negative_prompt_embeds (and the pooled pair for SDXL): encoded text
+   * used instead of running the text encoders; `prompts` then only gives the batch size. The
+   * negatives are required when guidance is on.
+   */
+  embeds?: {
+    prompt: torch.Tensor;
+    negative: torch.Tensor | null;
+    pooled?: torch.Tensor;
+    negativePooled?: torch.Tensor | null;
+  };
   numInferenceSteps: number;
   guidanceScale: number;
   /** diffusers' guidance_rescale (Lin et al. 2023 §3.4); 0 disables it. */
@@ -87,7 +98,18 @@ export function generate(m: SamplerModels, o: GenerateOptions): GenerateResult {
     let negativeEmbeds: torch.Tensor;
     let pooled: torch.Tensor | null = null;
     let negativePooled: torch.Tensor | null = null;
-    if (p.kind === 'sd') {
+    if (o.embeds) {
+      const e = o.embeds;
+      if (e.prompt.shape[0] !== b) throw new RangeError(`embeds.prompt has batch ${e.prompt.shape[0]}, expected ${b}`);
+      if (cfg && !e.negative) throw new Error('embeds.negative is required when guidance_scale > 1');
+      if (p.kind === 'sdxl' && (!e.pooled || (cfg && !e.negativePooled))) throw new Error('SDXL embeds need pooled (and negativePooled with guidance)');
+      promptEmbeds = e.prompt.to(device);
+      negativeEmbeds = (e.negative ?? e.prompt).to(device);
+      if (p.kind === 'sdxl') {
+        pooled = e.pooled!.to(device);
+        negativePooled = (e.negativePooled ?? e.pooled!).to(device);
+      }
+    } else if (p.kind === 'sd') {
       promptEmbeds = encodeSd(m, o.prompts, device);
       negativeEmbeds = encodeSd(m, negatives ?? o.prompts.map(() => ''), device);
     } else {

@@ -1,0 +1,174 @@
+// What `sample` and `compare` share: the flags named after diffusers' pipeline arguments, their
+// checks, and rendering one folder of images (a PNG per prompt and seed, with its settings in text
+// chunks) from a loaded pipeline.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import * as torch from '../torch/index.js';
+import { loadUNet, type PipelineComponents } from '../models/index.js';
+import { writeFileAtomic } from '../models/loading.js';
+import { generate, vaeScaleFactor } from '../pipelines/text_to_image.js';
+import { addPngText } from '../pipelines/png.js';
+import { NOTEBOOK_PROMPTS, readPromptFile } from '../pipelines/prompts.js';
+import { createScheduler, schedulerFromConfig, type SchedulerName } from '../schedulers/samplers.js';
+import { CLIPTokenizer } from '../tokenizers/clip.js';
+import { CliError } from './errors.js';
+
+export const SAMPLING_OPTIONS = {
+  pretrained_model_name_or_path: { type: 'string' }, revision: { type: 'string' }, prompt: { type: 'string', multiple: true },
+  prompt_file: { type: 'string' }, prompts: { type: 'string' }, negative_prompt: { type: 'string' },
+  num_inference_steps: { type: 'string' }, guidance_scale: { type: 'string' }, guidance_rescale: { type: 'string' },
+  height: { type: 'string' }, width: { type: 'string' }, seed: { type: 'string' }, num_images_per_prompt: { type: 'string' },
+  scheduler: { type: 'string' }, output_dir: { type: 'string' }, device: { type: 'string' }, torch_dtype: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export const SAMPLING_HELP = `  --pretrained_model_name_or_path M  pipeline folder, Hub id, or a training output_dir / checkpoint
+  --prompt P               a prompt (repeatable)
+  --prompt_file F          prompts, one per line (.txt) or {"prompt": ...} per line (.jsonl)
+  --prompts notebook       the reference notebook's 16 example prompts
+  --negative_prompt N      one negative prompt for all
+  --num_inference_steps N  default 50
+  --guidance_scale G       default 7.5 (SD) or 5.0 (SDXL), as the reference notebook
+  --guidance_rescale R     default 0
+  --height H, --width W    default: the UNet's sample_size x the VAE's scale factor (8 for real models)
+  --seed S                 default 0; image k of a prompt uses seed + k
+  --num_images_per_prompt K  default 1
+  --scheduler NAME         ddpm, ddim, pndm, euler, euler_ancestral, dpmpp_2m, dpmpp_2m_karras (default: the pipeline's)
+  --device D               default cuda when available, else cpu
+  --torch_dtype T          float32 (default), float16 or bfloat16: the weights' dtype (the VAE decodes in float32 where its config sets force_upcast)`;
+
+export interface SamplingSettings {
+  prompts: string[];
+  negativePrompt: string | null;
+  steps: number;
+  guidanceScale: number | null;
+  guidanceRescale: number;
+  height: number | null;
+  width: number | null;
+  seed: number;
+  perPrompt: number;
+  scheduler: SchedulerName | null;
+  device: string;
+  dtype: 'float32' | 'float16' | 'bfloat16';
+}
+
+const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+
+function num(name: string, v: unknown, integer = true, min = -Infinity): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
+    throw new CliError(`--${name} must be ${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` >= ${min}` : ''}, got '${String(v)}'`, 2);
+  }
+  return n;
+}
+
+/** Checks the shared flags; every error is a usage error (exit 2) raised before any model loads. */
+export function readSamplingSettings(values: Record<string, unknown>): SamplingSettings {
+  let prompts: string[] = [...((values.prompt as string[] | undefined) ?? [])];
+  if (values.prompt_file) {
+    try {
+      prompts.push(...readPromptFile(values.prompt_file as string));
+    } catch (e) {
+      throw new CliError(`--prompt_file: ${(e as Error).message}`, 2);
+    }
+  }
+  if (values.prompts) {
+    if (values.prompts !== 'notebook') throw new CliError(`--prompts: unknown prompt set '${String(values.prompts)}' (available: notebook)`, 2);
+    prompts = [...prompts, ...NOTEBOOK_PROMPTS];
+  }
+  if (prompts.length === 0) throw new CliError('give --prompt, --prompt_file or --prompts notebook', 2);
+  return {
+    prompts,
+    negativePrompt: (values.negative_prompt as string | undefined) ?? null,
+    steps: num('num_inference_steps', values.num_inference_steps, true, 1) ?? 50,
+    guidanceScale: num('guidance_scale', values.guidance_scale, false) ?? null,
+    guidanceRescale: num('guidance_rescale', values.guidance_rescale, false, 0) ?? 0,
+    height: num('height', values.height, true, 8) ?? null,
+    width: num('width', values.width, true, 8) ?? null,
+    seed: num('seed', values.seed, true, 0) ?? 0,
+    perPrompt: num('num_images_per_prompt', values.num_images_per_prompt, true, 1) ?? 1,
+    scheduler: (values.scheduler as SchedulerName | undefined) ?? null,
+    device: (values.device as string | undefined) ?? (torch.cuda.isAvailable() ? 'cuda' : 'cpu'),
+    dtype: (() => {
+      const d = (values.torch_dtype as string | undefined) ?? 'float32';
+      if (!(DTYPES as readonly string[]).includes(d)) throw new CliError(`--torch_dtype must be one of ${DTYPES.join(', ')}, got '${d}'`, 2);
+      return d as SamplingSettings['dtype'];
+    })(),
+  };
+}
+
+/** A UNet folder: <x>/config.json, or <x>/unet/config.json (a pipeline or a training checkpoint). */
+export function unetFolder(path: string): string {
+  if (existsSync(join(path, 'config.json'))) return path;
+  if (existsSync(join(path, 'unet', 'config.json'))) return join(path, 'unet');
+  throw new CliError(`${path}: no UNet here (expected config.json or unet/config.json)`);
+}
+
+/** Replaces the pipeline's UNet by the one in `path` (see unetFolder). */
+export function swapUNet(p: PipelineComponents, path: string, s: SamplingSettings): void {
+  const unet = loadUNet(unetFolder(path), { device: s.device, dtype: s.dtype });
+  p.unet.dispose();
+  p.unet = unet;
+}
+
+export interface RenderedImage {
+  file: string;
+  prompt: string;
+  seed: number;
+}
+
+/**
+ * Renders every prompt x seed into `outDir` as `<prompt index>-<seed>.png`, each image from its own
+ * CPU generator seeded `seed + k`, so any image can be regenerated alone.
+ */
+export async function renderImages(p: PipelineComponents, modelPath: string, s: SamplingSettings, outDir: string,
+  tags: Record<string, string>, label = ''): Promise<{ images: RenderedImage[]; width: number; height: number }> {
+  const schedulerConfig = JSON.parse(readFileSync(join(modelPath, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
+  const makeScheduler = () => (s.scheduler ? createScheduler(s.scheduler, schedulerConfig) : schedulerFromConfig(schedulerConfig));
+  makeScheduler().dispose(); // an unknown --scheduler fails before any work
+  const tokenizer = existsSync(join(modelPath, 'tokenizer')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer')) : null;
+  const tokenizer2 = existsSync(join(modelPath, 'tokenizer_2')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer_2')) : null;
+  const size = (p.unet.config.sampleSize ?? 64) * vaeScaleFactor(p);
+  const height = s.height ?? size;
+  const width = s.width ?? size;
+  const guidance = s.guidanceScale ?? (p.kind === 'sdxl' ? 5.0 : 7.5);
+  mkdirSync(outDir, { recursive: true });
+  const images: RenderedImage[] = [];
+  const total = s.prompts.length * s.perPrompt;
+  const t0 = Date.now();
+  for (const [pi, prompt] of s.prompts.entries()) {
+    for (let k = 0; k < s.perPrompt; k++) {
+      const seed = s.seed + k;
+      const pixels = torch.tidy(() => {
+        const r = generate({ pipeline: p, scheduler: makeScheduler(), tokenizer, tokenizer2 }, {
+          prompts: [prompt], negativePrompts: s.negativePrompt !== null ? [s.negativePrompt] : null,
+          numInferenceSteps: s.steps, guidanceScale: guidance, guidanceRescale: s.guidanceRescale, height, width,
+          generator: new torch.Generator('cpu', seed),
+        });
+        return Buffer.from(r.images.mul(255).round().clamp(0, 255).to('uint8').toTypedArray() as Uint8Array);
+      });
+      const encoded = await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toBuffer();
+      const file = join(outDir, `${String(pi).padStart(3, '0')}-${seed}.png`);
+      writeFileAtomic(file, addPngText(encoded, {
+        prompt, negative_prompt: s.negativePrompt ?? '', seed: String(seed), ...tags,
+        num_inference_steps: String(s.steps), guidance_scale: String(guidance), guidance_rescale: String(s.guidanceRescale),
+        scheduler: s.scheduler ?? String(schedulerConfig._class_name), torch_dtype: s.dtype, software: 'diffusion-dpo',
+      }));
+      images.push({ file, prompt, seed });
+      const done = images.length;
+      const perImage = (Date.now() - t0) / 1000 / done;
+      console.error(`[${label || 'sample'}] ${done}/${total} ${file} (${perImage.toFixed(1)} s/image, ${Math.round(perImage * (total - done))} s left)`);
+    }
+  }
+  return { images, width, height };
+}
+
+/** A grid PNG: one row per prompt, one column per image of that prompt. */
+export async function writeGrid(files: string[], perRow: number, width: number, height: number, path: string): Promise<void> {
+  const rows = Math.ceil(files.length / perRow);
+  const tiles = files.map((f, i) => ({ input: f, left: (i % perRow) * width, top: Math.floor(i / perRow) * height }));
+  writeFileAtomic(path, await sharp({ create: { width: width * perRow, height: height * rows, channels: 3, background: '#ffffff' } })
+    .composite(tiles).png().toBuffer());
+}
