@@ -2,13 +2,14 @@
 // per-image seeds that regenerate any one image alone, and loud errors for bad flags.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { readPngText, addPngText } from '../src/pipelines/png.js';
-import { readPromptFile } from '../src/pipelines/prompts.js';
+import { loadPromptSet, readPromptFile } from '../src/pipelines/prompts.js';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import * as torch from '../src/torch/index.js';
 import { disposePipeline, loadPipeline } from '../src/models/index.js';
 import { generate } from '../src/pipelines/text_to_image.js';
@@ -84,7 +85,7 @@ describe('sample', () => {
   test('bad flags fail loudly before any work', () => {
     const noPrompt = sample();
     assert.equal(noPrompt.code, 2);
-    assert.match(noPrompt.err, /give --prompt, --prompt_file or --prompts notebook/);
+    assert.match(noPrompt.err, /give --prompt, --prompt_file or --prompts/);
     const badSteps = sample('--prompt', 'x', '--num_inference_steps', 'ten');
     assert.equal(badSteps.code, 2);
     assert.match(badSteps.err, /--num_inference_steps must be an integer >= 1, got 'ten'/);
@@ -94,9 +95,12 @@ describe('sample', () => {
     const badDtype = sample('--prompt', 'x', '--torch_dtype', 'float64');
     assert.equal(badDtype.code, 2);
     assert.match(badDtype.err, /--torch_dtype must be one of float32, float16, bfloat16, got 'float64'/);
-    const badSet = sample('--prompts', 'parti');
+    const badSet = sample('--prompts', 'no such set');
     assert.equal(badSet.code, 2);
-    assert.match(badSet.err, /unknown prompt set 'parti'/);
+    assert.match(badSet.err, /--prompts: prompt set 'no such set': not 'notebook'/);
+    const badFile = sample('--prompt_file', join(dir, 'missing.txt'));
+    assert.equal(badFile.code, 2);
+    assert.match(badFile.err, /--prompt_file: .*missing\.txt/);
     const badScheduler = sample('--prompt', 'x', '--scheduler', 'heun', '--output_dir', join(dir, 'c'));
     assert.notEqual(badScheduler.code, 0);
     assert.match(badScheduler.err, /heun/);
@@ -105,17 +109,55 @@ describe('sample', () => {
     assert.match(badUnet.err, /no UNet here/);
   });
 
-  test('prompt files: .txt lines and .jsonl records, blanks skipped, bad rows named', () => {
+  test('prompt files: .txt lines, .jsonl/.json records or lists, .tsv/.csv/.parquet tables; bad rows named', async () => {
     const txt = join(dir, 'p.txt');
     writeFileSync(txt, 'one\n\n  two  \n');
-    assert.deepEqual(readPromptFile(txt), ['one', 'two']);
+    assert.deepEqual(await readPromptFile(txt), ['one', 'two']);
     const jsonl = join(dir, 'p.jsonl');
-    writeFileSync(jsonl, '{"prompt": "a"}\n{"prompt": "b"}\n');
-    assert.deepEqual(readPromptFile(jsonl), ['a', 'b']);
-    writeFileSync(jsonl, '{"prompt": "a"}\n\n{"caption": "b"}\n{"text": "c"}\n');
-    assert.throws(() => readPromptFile(jsonl), /p\.jsonl:4: no "prompt" string/);
+    writeFileSync(jsonl, '{"prompt": "a"}\n\n{"caption": "b"}\n');
+    assert.deepEqual(await readPromptFile(jsonl), ['a', 'b']);
+    writeFileSync(jsonl, '{"prompt": "a"}\n\n{"caption": "b"}\n{"image": "c"}\n');
+    await assert.rejects(readPromptFile(jsonl), /p\.jsonl:4: no prompt/);
     writeFileSync(jsonl, '{"prompt": "a"}\n{"prompt": \n');
-    assert.throws(() => readPromptFile(jsonl), /p\.jsonl:2: not valid JSON/);
+    await assert.rejects(readPromptFile(jsonl), /p\.jsonl:2: not valid JSON/);
+    const json = join(dir, 'anime.json'); // HPSv2's benchmark files: a list of strings
+    writeFileSync(json, JSON.stringify(['a cat, anime style', 'a dog, anime style']));
+    assert.deepEqual(await readPromptFile(json), ['a cat, anime style', 'a dog, anime style']);
+    const tsv = join(dir, 'PartiPrompts.tsv'); // PartiPrompts' layout, with a quote inside a prompt
+    writeFileSync(tsv, 'Prompt\tCategory\tChallenge\tNote\nbond\tAbstract\tBasic\t\na "big" red apple\tFood\tBasic\tx\n');
+    assert.deepEqual(await readPromptFile(tsv), ['bond', 'a "big" red apple']);
+    const csv = join(dir, 'p.csv');
+    writeFileSync(csv, 'id,text\n1,"hello, world"\n');
+    assert.deepEqual(await readPromptFile(csv), ['hello, world']);
+    writeFileSync(csv, 'id,name\n1,x\n');
+    await assert.rejects(readPromptFile(csv), /p\.csv: row 2: no prompt/);
+    const parquet = join(dir, 'train-00000-of-00001.parquet');
+    writeFileSync(parquet, Buffer.from(parquetWriteBuffer({ columnData: [
+      { name: 'Prompt', data: ['p one', 'p two'], type: 'STRING' }, { name: 'Category', data: ['A', 'B'], type: 'STRING' },
+    ] })));
+    assert.deepEqual(await readPromptFile(parquet), ['p one', 'p two']);
+  });
+
+  test('prompt sets: notebook, a folder, and a Hub dataset (with subfolder) from the on-disk cache', async () => {
+    assert.equal((await loadPromptSet('notebook')).length, 16);
+    const folder = join(dir, 'set');
+    mkdirSync(join(folder, 'b'), { recursive: true });
+    writeFileSync(join(folder, 'a.txt'), 'first\n');
+    writeFileSync(join(folder, 'b', 'c.json'), '["second"]');
+    writeFileSync(join(folder, 'README.md'), '# not prompts');
+    assert.deepEqual(await loadPromptSet(folder), ['first', 'second']);
+    // the Hugging Face cache layout: datasets--org--name/{refs/main, snapshots/<commit>/...}
+    const cache = join(dir, 'hf');
+    const commit = 'a'.repeat(40);
+    const snap = join(cache, 'datasets--org--prompts', 'snapshots', commit);
+    mkdirSync(join(snap, 'benchmark'), { recursive: true });
+    mkdirSync(join(cache, 'datasets--org--prompts', 'refs'), { recursive: true });
+    writeFileSync(join(cache, 'datasets--org--prompts', 'refs', 'main'), commit);
+    writeFileSync(join(snap, 'benchmark', 'photo.json'), '["a photo"]');
+    writeFileSync(join(snap, 'train.jsonl'), '{"prompt": "train row"}\n');
+    assert.deepEqual(await loadPromptSet('org/prompts:benchmark', { cacheDir: cache }), ['a photo']);
+    assert.deepEqual(await loadPromptSet('org/prompts', { cacheDir: cache }), ['a photo', 'train row']);
+    await assert.rejects(loadPromptSet('not a set!'), /prompt set 'not a set!': not 'notebook', parti, a file, a folder or a Hub dataset id/);
   });
 
   test('PNG text chunks round-trip and keep the image decodable', async () => {

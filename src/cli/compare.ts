@@ -11,7 +11,7 @@ import { CliError } from './errors.js';
 import { SAMPLING_HELP, SAMPLING_OPTIONS, readSamplingSettings, renderImages, swapUNet } from './sampling_flags.js';
 import type { Command } from './main.js';
 
-const HELP = `usage: diffusion-dpo compare --pretrained_model_name_or_path M --unet U [--unet U2 ...] (--prompt P ... | --prompt_file F | --prompts notebook) [options]
+const HELP = `usage: diffusion-dpo compare --pretrained_model_name_or_path M --unet U [--unet U2 ...] (--prompt P ... | --prompt_file F | --prompts SET) [options]
 
 Renders every prompt and seed with the pipeline's own UNet ("base") and with each --unet, then
 writes <output_dir>/index.html: one row per prompt and seed, one column per model.
@@ -41,7 +41,7 @@ export const compareCommand: Command = {
     if (unets.length === 0) throw new CliError('give at least one --unet to compare against the base pipeline', 2);
     const labels = (values.label as string[] | undefined) ?? [];
     if (labels.length > 0 && labels.length !== unets.length) throw new CliError(`${labels.length} --label for ${unets.length} --unet: give one per --unet, or none`, 2);
-    const s = readSamplingSettings(values);
+    const s = await readSamplingSettings(values);
     const model = values.pretrained_model_name_or_path as string;
     const out = (values.output_dir as string | undefined) ?? 'compare';
     const names = ['base', ...unets.map((u, i) => labels[i] ?? basename(u.replace(/\/+$/, '')))];

@@ -8,7 +8,7 @@ import { CliError } from './errors.js';
 import { SAMPLING_HELP, SAMPLING_OPTIONS, readSamplingSettings, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
 import type { Command } from './main.js';
 
-const HELP = `usage: diffusion-dpo sample --pretrained_model_name_or_path M (--prompt P ... | --prompt_file F | --prompts notebook) [options]
+const HELP = `usage: diffusion-dpo sample --pretrained_model_name_or_path M (--prompt P ... | --prompt_file F | --prompts SET) [options]
 
 options (diffusers' pipeline argument names):
 ${SAMPLING_HELP}
@@ -27,7 +27,7 @@ export const sampleCommand: Command = {
       return 0;
     }
     if (!values.pretrained_model_name_or_path) throw new CliError(`--pretrained_model_name_or_path is required\n\n${HELP}`, 2);
-    const s = readSamplingSettings(values);
+    const s = await readSamplingSettings(values);
     const model = values.pretrained_model_name_or_path as string;
     const unet = values.unet as string | undefined;
     const out = (values.output_dir as string | undefined) ?? 'samples';

@@ -9,7 +9,7 @@ import { loadUNet, type PipelineComponents } from '../models/index.js';
 import { writeFileAtomic } from '../models/loading.js';
 import { generate, vaeScaleFactor } from '../pipelines/text_to_image.js';
 import { addPngText } from '../pipelines/png.js';
-import { NOTEBOOK_PROMPTS, readPromptFile } from '../pipelines/prompts.js';
+import { PROMPT_SETS, loadPromptSet, readPromptFile } from '../pipelines/prompts.js';
 import { createScheduler, schedulerFromConfig, type SchedulerName } from '../schedulers/samplers.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import { CliError } from './errors.js';
@@ -25,8 +25,10 @@ export const SAMPLING_OPTIONS = {
 
 export const SAMPLING_HELP = `  --pretrained_model_name_or_path M  pipeline folder, Hub id, or a training output_dir / checkpoint
   --prompt P               a prompt (repeatable)
-  --prompt_file F          prompts, one per line (.txt) or {"prompt": ...} per line (.jsonl)
-  --prompts notebook       the reference notebook's 16 example prompts
+  --prompt_file F          a prompt file: .txt (a line each), .jsonl/.json (records with "prompt", or a list of
+                           strings, e.g. HPSv2's benchmark JSONs), .tsv/.csv/.parquet (a Prompt/prompt/caption column)
+  --prompts SET            notebook (the reference notebook's 16 prompts), parti (PartiPrompts, nateraw/parti-prompts
+                           on the Hub), a folder of prompt files, or any Hub dataset id[:subfolder] holding them
   --negative_prompt N      one negative prompt for all
   --num_inference_steps N  default 50
   --guidance_scale G       default 7.5 (SD) or 5.0 (SDXL), as the reference notebook
@@ -64,21 +66,24 @@ function num(name: string, v: unknown, integer = true, min = -Infinity): number 
   return n;
 }
 
-/** Checks the shared flags; every error is a usage error (exit 2) raised before any model loads. */
-export function readSamplingSettings(values: Record<string, unknown>): SamplingSettings {
-  let prompts: string[] = [...((values.prompt as string[] | undefined) ?? [])];
+/** Checks the shared flags and reads the prompts; every error is a usage error (exit 2) raised before any model loads. */
+export async function readSamplingSettings(values: Record<string, unknown>): Promise<SamplingSettings> {
+  const prompts: string[] = [...((values.prompt as string[] | undefined) ?? [])];
   if (values.prompt_file) {
     try {
-      prompts.push(...readPromptFile(values.prompt_file as string));
+      prompts.push(...(await readPromptFile(values.prompt_file as string)));
     } catch (e) {
       throw new CliError(`--prompt_file: ${(e as Error).message}`, 2);
     }
   }
   if (values.prompts) {
-    if (values.prompts !== 'notebook') throw new CliError(`--prompts: unknown prompt set '${String(values.prompts)}' (available: notebook)`, 2);
-    prompts = [...prompts, ...NOTEBOOK_PROMPTS];
+    try {
+      prompts.push(...(await loadPromptSet(values.prompts as string)));
+    } catch (e) {
+      throw new CliError(`--prompts: ${(e as Error).message}`, 2);
+    }
   }
-  if (prompts.length === 0) throw new CliError('give --prompt, --prompt_file or --prompts notebook', 2);
+  if (prompts.length === 0) throw new CliError(`give --prompt, --prompt_file or --prompts (notebook, ${Object.keys(PROMPT_SETS).join(', ')}, a folder or a Hub dataset)`, 2);
   return {
     prompts,
     negativePrompt: (values.negative_prompt as string | undefined) ?? null,

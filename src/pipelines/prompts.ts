@@ -1,7 +1,13 @@
-// Built-in prompt sets. NOTEBOOK_PROMPTS are the 16 example prompts of the reference's
-// quick_samples.ipynb (the base-vs-DPO comparison notebook).
-import { readFileSync } from 'node:fs';
-
+// Prompt sets for sampling: the reference notebook's 16 example prompts built in, and prompt files
+// in the forms benchmark sets ship in (.txt lines; .jsonl/.json records or string lists, e.g. HPSv2's
+// benchmark JSONs; .tsv/.csv/.parquet tables with a Prompt column, e.g. PartiPrompts), from a path,
+// a folder of such files, or a Hub dataset.
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { extname, join } from 'node:path';
+import { parse as parseCsv } from 'csv-parse/sync';
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
+import { compressors } from 'hyparquet-compressors';
+import { cachedSnapshot, checkRepoId, hubCacheDir, isOffline, repoCacheDir, snapshotDownload, stderrProgress } from '../hub/index.js';
 export const NOTEBOOK_PROMPTS: readonly string[] = [
   'A pile of sand swirling in the wind forming the shape of a dancer',
   'A giant dinosaur frozen into a glacier and recently discovered by scientists, cinematic still',
@@ -21,22 +27,122 @@ export const NOTEBOOK_PROMPTS: readonly string[] = [
   'A redwood tree rising up out of the ocean',
 ];
 
-/** Prompts from a file: one per line (.txt), or JSON lines with a "prompt" (or "caption") field. */
-export function readPromptFile(path: string): string[] {
+/** Shorthands for public prompt sets on the Hub. */
+export const PROMPT_SETS: Record<string, string> = { parti: 'nateraw/parti-prompts' };
+
+const PROMPT_FILE = /\.(txt|jsonl|json|tsv|csv|parquet)$/i;
+/** Column names a prompt is found under, in order (PartiPrompts uses "Prompt"). */
+const PROMPT_KEYS = ['prompt', 'Prompt', 'caption', 'text'];
+
+function promptOf(record: unknown, where: string): string {
+  if (typeof record === 'string') return record;
+  if (record && typeof record === 'object') {
+    for (const k of PROMPT_KEYS) {
+      const v = (record as Record<string, unknown>)[k];
+      if (typeof v === 'string') return v;
+    }
+  }
+  throw new Error(`${where}: no prompt (expected a string or a record with one of ${PROMPT_KEYS.join(', ')})`);
+}
+
+/** The prompts of one file, by its extension; bad rows are errors naming file and line/row. */
+export async function readPromptFile(path: string): Promise<string[]> {
+  const ext = extname(path).toLowerCase();
+  if (ext === '.parquet') {
+    const file = await asyncBufferFromFile(path);
+    const metadata = await parquetMetadataAsync(file);
+    const names = metadata.schema.map((s) => s.name);
+    const column = PROMPT_KEYS.find((k) => names.includes(k));
+    if (!column) throw new Error(`${path}: no prompt column (expected one of ${PROMPT_KEYS.join(', ')})`);
+    const rows = (await parquetReadObjects({ file, metadata, columns: [column], compressors })) as Record<string, unknown>[];
+    return rows.map((r, i) => promptOf(r, `${path}: row ${i}`));
+  }
   const text = readFileSync(path, 'utf8');
-  if (path.endsWith('.jsonl')) {
+  if (ext === '.jsonl') {
     // number rows by their line in the file, blank lines included
     return text.split('\n').map((l, i) => [l, i] as const).filter(([l]) => l.trim()).map(([l, i]) => {
-      let o: { prompt?: unknown; caption?: unknown };
+      let o: unknown;
       try {
-        o = JSON.parse(l) as typeof o;
+        o = JSON.parse(l);
       } catch {
         throw new Error(`${path}:${i + 1}: not valid JSON`);
       }
-      const p = o.prompt ?? o.caption;
-      if (typeof p !== 'string') throw new Error(`${path}:${i + 1}: no "prompt" string`);
-      return p;
+      return promptOf(o, `${path}:${i + 1}`);
     });
   }
+  if (ext === '.json') {
+    let o: unknown;
+    try {
+      o = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+    }
+    if (!Array.isArray(o)) throw new Error(`${path}: expected a JSON list of prompts`);
+    return o.map((r, i) => promptOf(r, `${path}: item ${i}`));
+  }
+  if (ext === '.tsv' || ext === '.csv') {
+    let rows: Record<string, unknown>[];
+    try {
+      rows = parseCsv(text, { columns: true, delimiter: ext === '.tsv' ? '\t' : ',', relax_quotes: true, skip_empty_lines: true, bom: true });
+    } catch (e) {
+      throw new Error(`${path}: ${(e as Error).message}`);
+    }
+    return rows.map((r, i) => promptOf(r, `${path}: row ${i + 2}`));
+  }
   return text.split('\n').map((l) => l.trim()).filter(Boolean);
+}
+
+/** Every prompt file of a folder (recursively, in path order). */
+function promptFiles(folder: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(folder).sort()) {
+    const p = join(folder, name);
+    if (statSync(p).isDirectory()) out.push(...promptFiles(p));
+    else if (PROMPT_FILE.test(name) && !/^readme/i.test(name)) out.push(p);
+  }
+  return out;
+}
+
+/**
+ * A prompt set: 'notebook', a shorthand of PROMPT_SETS, a file or folder, or a Hub dataset id
+ * (`org/name`, optionally `org/name:subfolder`) whose prompt files are read from the cache or
+ * downloaded into it. Only text tables and lists are fetched, never image shards.
+ */
+export async function loadPromptSet(spec: string, o: { cacheDir?: string; endpoint?: string } = {}): Promise<string[]> {
+  if (spec === 'notebook') return [...NOTEBOOK_PROMPTS];
+  const id = PROMPT_SETS[spec] ?? spec;
+  if (existsSync(id)) {
+    const files = statSync(id).isDirectory() ? promptFiles(id) : [id];
+    if (files.length === 0) throw new Error(`${id}: no prompt files (.txt, .jsonl, .json, .tsv, .csv, .parquet)`);
+    return (await Promise.all(files.map(readPromptFile))).flat();
+  }
+  const [repo, sub = ''] = id.split(':') as [string, string?];
+  try {
+    checkRepoId(repo);
+  } catch {
+    throw new Error(`prompt set '${spec}': not 'notebook', ${Object.keys(PROMPT_SETS).join(', ')}, a file, a folder or a Hub dataset id`);
+  }
+  const under = (f: string) => !sub || f.startsWith(`${sub.replace(/\/+$/, '')}/`);
+  let folder = cachedSnapshot(repo, { type: 'dataset', cacheDir: o.cacheDir });
+  if (!folder) {
+    if (isOffline()) throw new Error(`dataset ${repo} is not in the Hugging Face cache ${repoCacheDir(repo, 'dataset', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
+    folder = await snapshotDownload(repo, {
+      type: 'dataset', cacheDir: o.cacheDir, endpoint: o.endpoint, onProgress: stderrProgress(),
+      select: (files) => {
+        const inSub = files.filter(under);
+        // text files first; parquet only when there is nothing else (image datasets ship parquet shards)
+        const text = inSub.filter((f) => PROMPT_FILE.test(f) && !/\.parquet$/i.test(f) && !/(^|\/)readme/i.test(f));
+        const chosen = text.length > 0 ? text : inSub.filter((f) => /\.parquet$/i.test(f));
+        if (chosen.length === 0) throw new Error(`dataset ${repo} has no prompt files${sub ? ` under ${sub}/` : ''}`);
+        return chosen;
+      },
+    });
+  }
+  const root = sub ? join(folder, sub) : folder;
+  if (!existsSync(root)) throw new Error(`dataset ${repo}: no folder ${sub}`);
+  const files = promptFiles(root);
+  const text = files.filter((f) => !/\.parquet$/i.test(f));
+  const chosen = text.length > 0 ? text : files;
+  if (chosen.length === 0) throw new Error(`dataset ${repo}: no prompt files in ${root}`);
+  return (await Promise.all(chosen.map(readPromptFile))).flat();
 }
