@@ -3,3 +3,4 @@ export { AutoencoderKL, DiagonalGaussianDistribution, parseVAEConfig, renameLega
 export { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig, type CLIPTextConfig, type CLIPTextOutput } from './clip_text.js';
 export { ConfigError, type RawConfig } from './config.js';
 export * from './loading.js';
+export { encodeSdxlPrompt, type SdxlTextEncoders } from './sdxl_prompt.js';

@@ -4,7 +4,7 @@
 // free guidance on an [uncond, cond] batch (with optional guidance rescale), the scheduler loop,
 // and VAE decoding to images in [0, 1].
 import * as torch from '../torch/index.js';
-import type { PipelineComponents } from '../models/index.js';
+import { encodeSdxlPrompt, type PipelineComponents } from '../models/index.js';
 import type { Scheduler } from '../schedulers/samplers.js';
 import type { CLIPTokenizer } from '../tokenizers/clip.js';
 
@@ -61,14 +61,9 @@ function encodeSd(m: SamplerModels, texts: string[], device: torch.Device): torc
   return m.pipeline.textEncoder!.forward(ids(m.tokenizer!, texts, device)).lastHiddenState;
 }
 
-function encodeSdxl(m: SamplerModels, texts: string[], device: torch.Device): { embeds: torch.Tensor; pooled: torch.Tensor } {
-  const parts: torch.Tensor[] = [];
-  let pooled: torch.Tensor | null = null;
-  if (m.pipeline.textEncoder && m.tokenizer) parts.push(m.pipeline.textEncoder.forward(ids(m.tokenizer, texts, device)).hiddenStates.at(-2)!);
-  const out = m.pipeline.textEncoder2!.forward(ids(m.tokenizer2!, texts, device));
-  parts.push(out.hiddenStates.at(-2)!);
-  pooled = out.textEmbeds;
-  return { embeds: torch.cat(parts, -1), pooled };
+function encodeSdxl(m: SamplerModels, texts: string[]): { embeds: torch.Tensor; pooled: torch.Tensor } {
+  const e = encodeSdxlPrompt({ textEncoder: m.pipeline.textEncoder, tokenizer: m.tokenizer, textEncoder2: m.pipeline.textEncoder2, tokenizer2: m.tokenizer2 }, texts);
+  return { embeds: e.promptEmbeds, pooled: e.pooled };
 }
 
 /** rescale_noise_cfg: match the guided prediction's std to the text-conditioned one's. */
@@ -113,7 +108,7 @@ export function generate(m: SamplerModels, o: GenerateOptions): GenerateResult {
       promptEmbeds = encodeSd(m, o.prompts, device);
       negativeEmbeds = encodeSd(m, negatives ?? o.prompts.map(() => ''), device);
     } else {
-      const pos = encodeSdxl(m, o.prompts, device);
+      const pos = encodeSdxl(m, o.prompts);
       promptEmbeds = pos.embeds;
       pooled = pos.pooled;
       const zeroNegatives = !negatives && p.index.force_zeros_for_empty_prompt === true;
@@ -121,7 +116,7 @@ export function generate(m: SamplerModels, o: GenerateOptions): GenerateResult {
         negativeEmbeds = torch.zerosLike(promptEmbeds);
         negativePooled = torch.zerosLike(pooled);
       } else {
-        const neg = encodeSdxl(m, negatives ?? o.prompts.map(() => ''), device);
+        const neg = encodeSdxl(m, negatives ?? o.prompts.map(() => ''));
         negativeEmbeds = neg.embeds;
         negativePooled = neg.pooled;
       }

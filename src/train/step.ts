@@ -11,7 +11,7 @@
 // The random draws happen in the reference's order (posterior sample, noise, [offset], [perturbation],
 // timesteps) from the default generator, so a seeded step reproduces train.py's numbers.
 import * as torch from '../torch/index.js';
-import type { AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, UNet2DConditionModel } from '../models/index.js';
+import { encodeSdxlPrompt, type AutoencoderKL, type CLIPTextModel, type CLIPTextModelWithProjection, type UNet2DConditionModel } from '../models/index.js';
 import type { NoiseSchedule } from '../schedulers/noise_schedule.js';
 import type { CLIPTokenizer } from '../tokenizers/clip.js';
 import { dpoLoss, sftLoss, type DpoLossOutput } from './dpo_loss.js';
@@ -71,25 +71,6 @@ export interface StepOutput {
   refPred: torch.Tensor | null;
 }
 
-/** train.py's encode_prompt_sdxl: penultimate hidden states of each encoder side by side; pooled from the last. */
-export function encodePromptSdxl(m: DiffusionModels, captions: string[]): { promptEmbeds: torch.Tensor; pooled: torch.Tensor } {
-  return torch.tidy(() => torch.noGrad(() => {
-    const pairs: [CLIPTokenizer, CLIPTextModel | CLIPTextModelWithProjection][] = [];
-    if (m.textEncoder && m.tokenizer) pairs.push([m.tokenizer, m.textEncoder]);
-    if (!m.textEncoder2 || !m.tokenizer2) throw new Error('SDXL needs text_encoder_2 and tokenizer_2');
-    pairs.push([m.tokenizer2, m.textEncoder2]);
-    const embeds: torch.Tensor[] = [];
-    let pooled: torch.Tensor | null = null;
-    for (const [tok, enc] of pairs) {
-      const ids = torch.tensor(tok.encodeBatch(captions).map((e) => e.inputIds), { dtype: 'int64', device: encoderDevice(enc) });
-      const out = enc.forward(ids);
-      pooled = 'textEmbeds' in out ? (out as { textEmbeds: torch.Tensor }).textEmbeds : out.lastHiddenState;
-      embeds.push(out.hiddenStates[out.hiddenStates.length - 2]!);
-    }
-    return { promptEmbeds: torch.cat(embeds, -1), pooled: pooled!.reshape(captions.length, -1) };
-  }));
-}
-
 function encoderDevice(m: torch.nn.Module): torch.Device {
   return m.parameters()[0]!.device;
 }
@@ -134,7 +115,7 @@ export function diffusionStep(m: DiffusionModels, batch: StepBatch, cfg: StepCon
       const res = cfg.resolution;
       const ids = cfg.timestepMode === 'refiner' ? [res, res, 0, 0, 6.0] : [res, res, 0, 0, res, res];
       addTimeIds = torch.tensor(ids, { dtype: cfg.weightDtype, device }).unsqueeze(0).repeat(timesteps.shape[0]!, 1);
-      const { promptEmbeds, pooled } = encodePromptSdxl(m, batch.captions);
+      const { promptEmbeds, pooled } = encodeSdxlPrompt(m, batch.captions);
       encoderHiddenStates = cfg.method === 'dpo' ? promptEmbeds.repeat(2, 1, 1) : promptEmbeds;
       pooledPromptEmbeds = cfg.method === 'dpo' ? pooled.repeat(2, 1) : pooled;
     } else {

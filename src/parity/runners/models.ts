@@ -1,7 +1,8 @@
 // Model cases: UNet forward + gradients, VAE encode/decode, CLIP text encoders (SD and SDXL).
 import { join } from 'node:path';
 import * as torch from '../../torch/index.js';
-import { loadCLIPTextModel, loadCLIPTextModelWithProjection, loadUNet, loadVAE } from '../../models/index.js';
+import { encodeSdxlPrompt, loadCLIPTextModel, loadCLIPTextModelWithProjection, loadUNet, loadVAE } from '../../models/index.js';
+import { CLIPTokenizer } from '../../tokenizers/clip.js';
 import type { FixtureCase } from '../case.js';
 import { compareTensors, type Comparison } from '../compare.js';
 
@@ -91,7 +92,7 @@ export function runTextEncoderCase(c: FixtureCase): Comparison[] {
 }
 
 export function runTextEncoderSDXLCase(c: FixtureCase): Comparison[] {
-  const j = c.json as unknown as { model: string; input_ids_tokenizer: number[][]; input_ids_tokenizer_2: number[][] };
+  const j = c.json as unknown as { model: string; prompts: string[]; input_ids_tokenizer: number[][]; input_ids_tokenizer_2: number[][] };
   const root = join(c.root, j.model);
   const te1 = loadCLIPTextModel(join(root, 'text_encoder'));
   const te2 = loadCLIPTextModelWithProjection(join(root, 'text_encoder_2'));
@@ -108,9 +109,13 @@ export function runTextEncoderSDXLCase(c: FixtureCase): Comparison[] {
       check(c, out, 'te2.last_hidden_state', b.lastHiddenState);
       check(c, out, 'te2.hidden_states.-2', pen2);
       check(c, out, 'te2.text_embeds', b.textEmbeds);
-      // train.py's encode_prompt_sdxl: penultimate states of both encoders side by side, pooled = text_embeds
-      check(c, out, 'encode_prompt_sdxl.prompt_embeds', torch.cat([pen1, pen2], -1));
-      check(c, out, 'encode_prompt_sdxl.pooled_prompt_embeds', b.textEmbeds);
+      // train.py's encode_prompt_sdxl, as training and sampling run it: from the prompts, through both tokenizers
+      const e = encodeSdxlPrompt({
+        textEncoder: te1, tokenizer: CLIPTokenizer.fromFolder(join(root, 'tokenizer')),
+        textEncoder2: te2, tokenizer2: CLIPTokenizer.fromFolder(join(root, 'tokenizer_2')),
+      }, j.prompts);
+      check(c, out, 'encode_prompt_sdxl.prompt_embeds', e.promptEmbeds);
+      check(c, out, 'encode_prompt_sdxl.pooled_prompt_embeds', e.pooled);
     });
   } finally {
     te1.dispose();
