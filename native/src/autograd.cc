@@ -204,6 +204,20 @@ napi_value autocast_state(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
+// autocastCacheEnabled(enabled?) -> previous. Autocast caches the low-precision copies of fp32
+// leaf weights for the rest of the outermost autocast region; a copy made under no-grad has no
+// autograd history, so a grad-mode use of the same weight later in the region would find a cast
+// that does not lead back to the weight. Code that runs weights under no-grad inside autocast and
+// must not poison the cache (checkpointed segments) turns caching off around that call.
+napi_value autocast_cache_enabled(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  const bool prev = at::autocast::is_autocast_cache_enabled();
+  if (!is_nullish(env, a.argv[0])) at::autocast::set_autocast_cache_enabled(get_bool(env, a.argv[0], "enabled"));
+  return make_bool(env, prev);
+  DPO_CATCH(env)
+}
+
 }  // namespace
 
 void exports_autograd(std::vector<Export>& out) {
@@ -221,6 +235,7 @@ void exports_autograd(std::vector<Export>& out) {
   out.push_back({"autocastEnter", autocast_enter});
   out.push_back({"autocastExit", autocast_exit});
   out.push_back({"autocastState", autocast_state});
+  out.push_back({"autocastCacheEnabled", autocast_cache_enabled});
 }
 
 }  // namespace dpo

@@ -117,6 +117,16 @@ napi_value same_storage(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
+// share(h) -> a second handle to the very same tensor (same TensorImpl: same data, .grad and
+// autograd identity). What a holder needs that must outlive the scopes of the code that made the
+// tensor, such as a gradient-checkpoint tape; disposing either handle leaves the other valid.
+napi_value share(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  return make_tensor(env, get_tensor(get_double(env, a.argv[0], "tensor")));
+  DPO_CATCH(env)
+}
+
 // dispose(h) -> whether the handle was live. Idempotent; stale handles are ignored.
 napi_value dispose(napi_env env, napi_callback_info info) {
   DPO_TRY
@@ -179,6 +189,7 @@ void exports_tensor(std::vector<Export>& out) {
   out.push_back({"meta", meta});
   out.push_back({"strides", strides});
   out.push_back({"sameStorage", same_storage});
+  out.push_back({"share", share});
   out.push_back({"dispose", dispose});
   out.push_back({"disposeMany", dispose_many});
   out.push_back({"liveTensors", live_tensors});

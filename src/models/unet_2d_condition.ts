@@ -198,6 +198,23 @@ export class UNet2DConditionModel extends nn.Module {
   }
 
   /**
+   * Gradient checkpointing (diffusers' enable_gradient_checkpointing): in training mode each resnet
+   * and each Transformer2DModel of the down, mid and up blocks keeps only its inputs and output;
+   * backward recomputes the rest (unet_blocks.ts says how this differs from diffusers 0.20's split).
+   * Same gradients, less activation memory, about one more forward pass of compute.
+   */
+  enableGradientCheckpointing(on = true): this {
+    for (const [name, m] of this.namedModules()) {
+      if (name && 'gradientCheckpointing' in m) (m as { gradientCheckpointing: boolean }).gradientCheckpointing = on;
+    }
+    return this;
+  }
+
+  get gradientCheckpointing(): boolean {
+    return this.down_blocks.at(0).gradientCheckpointing;
+  }
+
+  /**
    * sample [B, C, H, W], timestep (number or [B]/[] tensor), encoderHiddenStates [B, L, D];
    * addedCond for SDXL. Returns the predicted noise [B, C, H, W].
    */

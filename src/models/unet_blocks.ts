@@ -43,6 +43,33 @@ function resnet(b: BlockOptions, inChannels: number, outChannels: number): Resne
   });
 }
 
+/**
+ * Gradient checkpointing of a block: with it on (UNet2DConditionModel.enableGradientCheckpointing)
+ * and the block training, each resnet and each whole Transformer2DModel is a checkpointed segment
+ * whose activations backward recomputes. diffusers 0.20 checkpoints each resnet and each transformer
+ * block inside a Transformer2DModel, and not the mid block's first resnet; our replay needs every
+ * tensor made between segments to feed one segment (or be a segment's output), which that split
+ * breaks (the mid block's first resnet output feeds two), so its GroupNorm and projections go into
+ * the segment too. Gradients are the same, bit for bit; memory is within a few percent.
+ */
+interface Checkpointable {
+  training: boolean;
+  gradientCheckpointing: boolean;
+}
+
+function segment(block: Checkpointable, fn: (h: torch.Tensor, aux: torch.Tensor | null) => torch.Tensor, h: torch.Tensor, aux: torch.Tensor | null): torch.Tensor {
+  if (!(block.training && block.gradientCheckpointing)) return fn(h, aux);
+  return torch.checkpoint((x, a) => fn(x!, a), [h, aux]);
+}
+
+function resnetStep(block: Checkpointable, r: ResnetBlock2D, h: torch.Tensor, temb: torch.Tensor | null): torch.Tensor {
+  return segment(block, (x, t) => r.forward(x, t), h, temb);
+}
+
+function attentionStep(block: Checkpointable, a: Transformer2DModel, h: torch.Tensor, encoderHiddenStates: torch.Tensor | null): torch.Tensor {
+  return segment(block, (x, e) => a.forward(x, e), h, encoderHiddenStates);
+}
+
 export interface DownBlock {
   forward(h: torch.Tensor, temb: torch.Tensor | null, encoderHiddenStates: torch.Tensor | null): { hidden: torch.Tensor; residuals: torch.Tensor[] };
 }
@@ -56,6 +83,8 @@ export class DownBlock2D extends nn.Module implements DownBlock {
   readonly attentions: torch.nn.ModuleList<Transformer2DModel> | null;
   readonly resnets: torch.nn.ModuleList<ResnetBlock2D>;
   readonly downsamplers: torch.nn.ModuleList<Downsample2D> | null;
+  /** Recompute each resnet's and transformer's activations in backward (see segment() above). */
+  gradientCheckpointing = false;
 
   constructor(b: BlockOptions & { addDownsample: boolean; downsamplePadding: number }, cross?: CrossAttnOptions) {
     super();
@@ -70,8 +99,8 @@ export class DownBlock2D extends nn.Module implements DownBlock {
       const residuals: torch.Tensor[] = [];
       let hidden = h;
       this.resnets.children().forEach((r, i) => {
-        hidden = (r as ResnetBlock2D).forward(hidden, temb);
-        if (this.attentions) hidden = this.attentions.at(i).forward(hidden, encoderHiddenStates);
+        hidden = resnetStep(this, r as ResnetBlock2D, hidden, temb);
+        if (this.attentions) hidden = attentionStep(this, this.attentions.at(i), hidden, encoderHiddenStates);
         residuals.push(hidden);
       });
       if (this.downsamplers) {
@@ -88,6 +117,8 @@ export class UpBlock2D extends nn.Module implements UpBlock {
   readonly attentions: torch.nn.ModuleList<Transformer2DModel> | null;
   readonly resnets: torch.nn.ModuleList<ResnetBlock2D>;
   readonly upsamplers: torch.nn.ModuleList<Upsample2D> | null;
+  /** Recompute each resnet's and transformer's activations in backward (see segment() above). */
+  gradientCheckpointing = false;
 
   constructor(b: BlockOptions & { prevOutputChannels: number; addUpsample: boolean }, cross?: CrossAttnOptions) {
     super();
@@ -107,8 +138,8 @@ export class UpBlock2D extends nn.Module implements UpBlock {
       let hidden = h;
       this.resnets.children().forEach((r, i) => {
         const skip = skips.pop()!;
-        hidden = (r as ResnetBlock2D).forward(torch.cat([hidden, skip], 1), temb);
-        if (this.attentions) hidden = this.attentions.at(i).forward(hidden, encoderHiddenStates);
+        hidden = resnetStep(this, r as ResnetBlock2D, torch.cat([hidden, skip], 1), temb);
+        if (this.attentions) hidden = attentionStep(this, this.attentions.at(i), hidden, encoderHiddenStates);
       });
       if (this.upsamplers) hidden = this.upsamplers.at(0).forward(hidden, upsampleSize);
       return hidden;
@@ -143,6 +174,8 @@ export class UpDecoderBlock2D extends nn.Module {
 export class MidBlock2D extends nn.Module {
   readonly attentions: torch.nn.ModuleList<Transformer2DModel | Attention>;
   readonly resnets: torch.nn.ModuleList<ResnetBlock2D>;
+  /** Recompute the activations of each resnet and (cross-attention) transformer in backward. */
+  gradientCheckpointing = false;
   constructor(b: Omit<BlockOptions, 'outChannels' | 'numLayers'> & { numLayers?: number }, cross?: CrossAttnOptions, vaeAttentionHeadDim?: number) {
     super();
     const c = b.inChannels;
@@ -159,10 +192,10 @@ export class MidBlock2D extends nn.Module {
   }
   forward(h: torch.Tensor, temb: torch.Tensor | null, encoderHiddenStates: torch.Tensor | null = null): torch.Tensor {
     return tidy(() => {
-      let hidden = this.resnets.at(0).forward(h, temb);
+      let hidden = resnetStep(this, this.resnets.at(0), h, temb);
       this.attentions.children().forEach((a, i) => {
-        hidden = a instanceof Transformer2DModel ? a.forward(hidden, encoderHiddenStates) : (a as Attention).forward(hidden);
-        hidden = this.resnets.at(i + 1).forward(hidden, temb);
+        hidden = a instanceof Transformer2DModel ? attentionStep(this, a, hidden, encoderHiddenStates) : (a as Attention).forward(hidden);
+        hidden = resnetStep(this, this.resnets.at(i + 1), hidden, temb);
       });
       return hidden;
     });

@@ -3,6 +3,7 @@
 // Modes are thread-local in libtorch; all ops run on the JS thread, which is what makes this sound.
 import { type DType, dtypeCode } from './dtype.js';
 import { deviceType, type Device } from './device.js';
+import { checkGrad, runBackward, type BackwardOptions } from './backward_hooks.js';
 import { native } from './native.js';
 import { Tensor, wrap } from './tensor.js';
 
@@ -101,12 +102,13 @@ export function isAutocastEnabled(device: Device = 'cuda'): boolean {
 }
 
 /** torch.autograd.backward over several roots at once. */
-export function backward(tensors: Tensor[], grads?: (Tensor | null)[], o: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
-  native.backward(tensors.map((t) => t._h), grads ? grads.map((g) => (g ? g._h : null)) : null, o.retainGraph, o.createGraph);
+export function backward(tensors: Tensor[], grads?: (Tensor | null)[], o: BackwardOptions = {}): void {
+  runBackward(() => native.backward(tensors.map((t) => t._h), grads ? grads.map((g) => (g ? g._h : null)) : null, o.retainGraph, o.createGraph), o);
 }
 
 /** torch.autograd.grad: gradients of outputs with respect to inputs, returned rather than accumulated. */
 export function grad(outputs: Tensor[], inputs: Tensor[], o: { gradOutputs?: (Tensor | null)[]; retainGraph?: boolean; createGraph?: boolean; allowUnused?: boolean } = {}): (Tensor | null)[] {
+  checkGrad();
   const hs = native.autogradGrad(outputs.map((t) => t._h), inputs.map((t) => t._h),
     o.gradOutputs ? o.gradOutputs.map((g) => (g ? g._h : null)) : null, o.retainGraph, o.createGraph, o.allowUnused);
   return hs.map((hh) => (hh === null ? null : wrap(hh)));

@@ -6,6 +6,7 @@ export { type Device, deviceType } from './device.js';
 export * from './creation.js';
 export { tidy, keep, moveToOuterScope, scope, memory, type MemoryInfo } from './scope.js';
 export * from './autograd.js';
+export { checkpoint, pendingCheckpoints, discardCheckpoints, type CheckpointOptions } from './activation_checkpoint.js';
 export { Generator, defaultGenerator, manualSeed } from './random.js';
 export * from './runtime.js';
 export * as F from './functional.js';

@@ -32,6 +32,8 @@ export interface Binding {
   meta(h: Handle): [number, string, boolean, ...number[]];
   strides(h: Handle): number[];
   sameStorage(a: Handle, b: Handle): boolean;
+  /** A second handle to the same TensorImpl (same data, grad and autograd identity). */
+  share(h: Handle): Handle;
   dispose(h: Handle): boolean;
   disposeMany(handles: Float64Array): number;
   liveTensors(): { live: number; peak: number };
@@ -56,6 +58,8 @@ export interface Binding {
   autocastEnter(device: string, dtype: number, enabled: boolean): [boolean, number];
   autocastExit(device: string, prevEnabled: boolean, prevDtype: number): void;
   autocastState(device: string): [boolean, number];
+  /** Sets whether autocast caches casts of fp32 leaf weights (when given); returns the previous setting. */
+  autocastCacheEnabled(enabled?: boolean): boolean;
   // runtime
   buildInfo(): BuildInfo;
   setNumThreads(n: number): void;

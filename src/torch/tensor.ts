@@ -6,6 +6,7 @@ import { checkDevice, type Device } from './device.js';
 import { native, type Handle } from './native.js';
 import { OP } from './ops.js';
 import { adopt, keep, moveToOuterScope, type Scoped } from './scope.js';
+import { runBackward, type BackwardOptions } from './backward_hooks.js';
 import type { Generator } from './random.js';
 
 const call = native.callOp;
@@ -200,8 +201,9 @@ export class Tensor implements Scoped {
   set grad(g: Tensor | null) {
     native.setGrad(this._h, g === null ? null : g._h);
   }
-  backward(gradient?: Tensor, options: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
-    native.backward([this._h], gradient ? [gradient._h] : null, options.retainGraph, options.createGraph);
+  /** Accumulates gradients into the leaves; checkpointed segments recorded before it are replayed too. */
+  backward(gradient?: Tensor, options: BackwardOptions = {}): void {
+    runBackward(() => native.backward([this._h], gradient ? [gradient._h] : null, options.retainGraph, options.createGraph), options);
   }
   retainGrad(): this {
     native.retainGrad(this._h);
