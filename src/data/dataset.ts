@@ -9,7 +9,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import type { BadReason, PairSource } from './record.js';
 import { hash32, shuffled } from './rng.js';
-import { openPairFolder, openTable } from './sources/files.js';
+import { openImageFolder, openPairFolder, openTable } from './sources/files.js';
 import { TarPairSource } from './sources/tar.js';
 import { ParquetPairSource, PICKAPIC_COLUMNS, type PreferenceColumns } from './sources/parquet.js';
 
@@ -20,7 +20,8 @@ export interface DatasetOptions {
   seed?: number;
   /** SFT keeps the preferred image only; DPO (default) keeps pairs. */
   method?: 'dpo' | 'sft';
-  columns?: Partial<PreferenceColumns>;
+  /** Pair columns, plus `image`: the image column of single-image (SFT) data (default 'image'). */
+  columns?: Partial<PreferenceColumns> & { image?: string };
 }
 
 export interface DatasetStats {
@@ -60,20 +61,26 @@ export function shardFilesForSplit(folder: string, split: string, ext: string): 
 
 export async function openSource(path: string, o: DatasetOptions = {}): Promise<PairSource> {
   if (!existsSync(path)) throw new DatasetError(`${path}: no such file or folder`);
-  const columns = { ...PICKAPIC_COLUMNS, ...o.columns };
+  const { image, ...pairColumns } = o.columns ?? {};
+  const columns = { ...PICKAPIC_COLUMNS, ...pairColumns };
+  const table = { caption: columns.caption, image: image ?? 'image' };
+  // single images are SFT data: a DPO run never reads a row as one
+  const singleImageColumn = o.method === 'sft' ? table.image : undefined;
   if (statSync(path).isFile()) {
     const ext = extname(path).toLowerCase();
-    if (ext === '.parquet') return ParquetPairSource.open([path], columns);
-    if (ext === '.jsonl' || ext === '.json' || ext === '.csv') return openTable(path);
-    if (ext === '.tar') return TarPairSource.open([path]);
+    if (ext === '.parquet') return ParquetPairSource.open([path], columns, singleImageColumn);
+    if (ext === '.jsonl' || ext === '.json' || ext === '.csv') return openTable(path, table);
+    if (ext === '.tar') return TarPairSource.open([path], { caption: [table.caption, 'txt'] });
     throw new DatasetError(`${path}: unknown data file type '${ext}' (expected .parquet, .tar, .jsonl or .csv)`);
   }
-  if (existsSync(join(path, 'w')) && existsSync(join(path, 'l'))) return openPairFolder(path);
+  if (existsSync(join(path, 'w')) && existsSync(join(path, 'l'))) return openPairFolder(path, table.caption);
   const files = parquetFilesForSplit(path, o.split ?? 'train');
-  if (files.length) return ParquetPairSource.open(files, columns);
+  if (files.length) return ParquetPairSource.open(files, columns, singleImageColumn);
   const tars = shardFilesForSplit(path, o.split ?? 'train', '.tar');
-  if (tars.length) return TarPairSource.open(tars);
-  throw new DatasetError(`${path}: no parquet or tar shards for split '${o.split ?? 'train'}', and no w/ + l/ folders`);
+  if (tars.length) return TarPairSource.open(tars, { caption: [table.caption, 'txt'] });
+  const folder = openImageFolder(path, table);
+  if (folder) return folder;
+  throw new DatasetError(`${path}: no parquet or tar shards for split '${o.split ?? 'train'}', no w/ + l/ folders, and no metadata.jsonl of an image folder`);
 }
 
 export class PreferenceDataset {
@@ -85,6 +92,9 @@ export class PreferenceDataset {
 
   static async fromSource(source: PairSource, o: DatasetOptions = {}): Promise<PreferenceDataset> {
     const method = o.method ?? 'dpo';
+    if (method === 'dpo' && !source.pairs) {
+      throw new DatasetError(`${source.description}: single images, not preference pairs; DPO needs pairs (--sft trains on single images)`);
+    }
     const meta = await source.scanMeta();
     const bad: Partial<Record<BadReason, number>> = {};
     const count = (r: BadReason) => (bad[r] = (bad[r] ?? 0) + 1);

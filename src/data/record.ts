@@ -19,6 +19,11 @@ export interface PairRow extends RowMeta {
 /** A random-access source of rows: metadata for filtering, then rows by index. */
 export interface PairSource {
   readonly description: string;
+  /**
+   * false for single captioned images (SFT data): each row's image is image0 with label_0 = 1,
+   * as the preferred image of a pair would be.
+   */
+  readonly pairs: boolean;
   /** Number of raw rows. */
   readonly size: number;
   /** The small fields of every row (labels, models), without reading images. */

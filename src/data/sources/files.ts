@@ -1,6 +1,8 @@
-// Users' own preference data: a JSONL or CSV table of {caption, image_0, image_1, label_0} with
-// image paths relative to the table, or a folder of w/ (preferred) and l/ (dispreferred) images
-// paired by file name, captions in <name>.txt files or a metadata.jsonl.
+// Users' own data: a JSONL or CSV table of {caption, image_0, image_1, label_0} with image paths
+// relative to the table, or a folder of w/ (preferred) and l/ (dispreferred) images paired by file
+// name, captions in <name>.txt files or a metadata.jsonl. For SFT, also single captioned images: a
+// table with an image column instead of image_0/image_1, and Hugging Face's imagefolder layout
+// (images beside a metadata.jsonl or metadata.csv whose file_name column names them).
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
@@ -32,7 +34,7 @@ async function readImage(path: string | null, what: string): Promise<ImageBytes>
 }
 
 class FileRowsSource implements PairSource {
-  constructor(readonly description: string, readonly rows: FileRow[]) {}
+  constructor(readonly description: string, readonly rows: FileRow[], readonly pairs = true) {}
   get size(): number {
     return this.rows.length;
   }
@@ -54,45 +56,82 @@ const asNumber = (v: unknown): number | null => {
   return null;
 };
 
-function toRow(o: Record<string, unknown>, base: string): FileRow {
-  const path = (v: unknown) => (typeof v === 'string' && v ? resolve(base, v) : null);
-  const label0 = asNumber(o.label_0);
-  const label1 = o.label_1 !== undefined ? asNumber(o.label_1) : label0 === null ? null : 1 - label0;
-  return { caption: typeof o.caption === 'string' ? o.caption : null, image0: path(o.image_0), image1: path(o.image_1), label0, label1 };
+/** Which columns a table's rows are read from. */
+export interface TableColumns {
+  caption: string;
+  /** The image of single-image rows (SFT); pair rows use image_0/image_1. */
+  image: string;
 }
 
-/** JSONL (one object per line) or CSV with a header row. Unparseable lines become bad rows, not errors. */
-export function openTable(file: string): PairSource {
-  if (!existsSync(file)) throw new DataFileError(file, 'no such file');
-  const base = dirname(resolve(file));
+const DEFAULT_TABLE_COLUMNS: TableColumns = { caption: 'caption', image: 'image' };
+
+function captionOf(v: unknown): string | null {
+  return typeof v === 'string' ? v : null;
+}
+
+function toRow(o: Record<string, unknown>, base: string, cols: TableColumns, pairs: boolean): FileRow {
+  const path = (v: unknown) => (typeof v === 'string' && v ? resolve(base, v) : null);
+  if (!pairs) return { caption: captionOf(o[cols.caption]), image0: path(o[cols.image]), image1: null, label0: 1, label1: 0 };
+  const label0 = asNumber(o.label_0);
+  const label1 = o.label_1 !== undefined ? asNumber(o.label_1) : label0 === null ? null : 1 - label0;
+  return { caption: captionOf(o[cols.caption]), image0: path(o.image_0), image1: path(o.image_1), label0, label1 };
+}
+
+function readRecords(file: string): (Record<string, unknown> | null)[] {
   const text = readFileSync(file, 'utf8');
-  const rows: FileRow[] = [];
   if (extname(file).toLowerCase() === '.csv') {
-    let records: Record<string, string>[];
     try {
-      records = parseCsv(text, { columns: true, skip_empty_lines: true, relax_column_count: true }) as Record<string, string>[];
+      return parseCsv(text, { columns: true, skip_empty_lines: true, relax_column_count: true }) as Record<string, string>[];
     } catch (e) {
       throw new DataFileError(file, `not valid CSV (${(e as Error).message})`);
     }
-    if (records.length && !('image_0' in records[0]!)) throw new DataFileError(file, 'the header has no image_0 column (expected caption,image_0,image_1,label_0)');
-    for (const r of records) rows.push(toRow(r, base));
-  } else {
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      try {
-        rows.push(toRow(JSON.parse(line) as Record<string, unknown>, base));
-      } catch {
-        rows.push({ caption: null, image0: null, image1: null, label0: null, label1: null });
-      }
-    }
   }
-  return new FileRowsSource(`${basename(file)}: ${rows.length} rows`, rows);
+  return text.split('\n').filter((line) => line.trim()).map((line) => {
+    try {
+      const o = JSON.parse(line) as unknown;
+      return o && typeof o === 'object' && !Array.isArray(o) ? (o as Record<string, unknown>) : null;
+    } catch {
+      return null; // an unparseable line is a bad row, counted, not an error
+    }
+  });
+}
+
+/**
+ * JSONL (one object per line) or CSV with a header row: preference pairs when the rows have
+ * image_0, else single captioned images from the image column. Unparseable lines become bad rows.
+ */
+export function openTable(file: string, columns: Partial<TableColumns> = {}): PairSource {
+  if (!existsSync(file)) throw new DataFileError(file, 'no such file');
+  const cols = { ...DEFAULT_TABLE_COLUMNS, ...columns };
+  const base = dirname(resolve(file));
+  const records = readRecords(file);
+  const good = records.filter((r): r is Record<string, unknown> => r !== null);
+  const has = (col: string) => good.some((r) => col in r);
+  const pairs = good.length === 0 || has('image_0') || !has(cols.image);
+  if (good.length && pairs && !has('image_0')) {
+    throw new DataFileError(file, `no row has image_0 (preference pairs: caption,image_0,image_1,label_0) or the image column '${cols.image}' (single images)`);
+  }
+  if (good.length && !has(cols.caption)) throw new DataFileError(file, `no row has the caption column '${cols.caption}' (columns: ${Object.keys(good[0]!).join(', ')})`);
+  const empty: FileRow = { caption: null, image0: null, image1: null, label0: null, label1: null };
+  const rows = records.map((r) => (r ? toRow(r, base, cols, pairs) : empty));
+  return new FileRowsSource(`${basename(file)}: ${rows.length} ${pairs ? 'rows' : 'single images'}`, rows, pairs);
+}
+
+/**
+ * Hugging Face's imagefolder layout: images with a metadata.jsonl (or metadata.csv) whose file_name
+ * column names them (the 'image' column of the loaded dataset). Single images, for SFT.
+ */
+export function openImageFolder(folder: string, columns: Partial<TableColumns> = {}): PairSource | null {
+  const meta = ['metadata.jsonl', 'metadata.csv'].map((f) => join(folder, f)).find((f) => existsSync(f));
+  if (!meta) return null;
+  const image = columns.image === undefined || columns.image === 'image' ? 'file_name' : columns.image;
+  return openTable(meta, { ...columns, image });
 }
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|gif|tiff?|avif)$/i;
 
 /** A folder with w/ and l/ images paired by file stem; captions from <stem>.txt or metadata.jsonl. */
-export function openPairFolder(folder: string): PairSource {
+export function openPairFolder(folder: string, captionColumn = 'caption'): PairSource {
   const w = join(folder, 'w');
   const l = join(folder, 'l');
   if (!existsSync(w) || !existsSync(l)) throw new DataFileError(folder, 'expected w/ and l/ subfolders of preferred and dispreferred images');
@@ -104,8 +143,9 @@ export function openPairFolder(folder: string): PairSource {
     for (const line of readFileSync(meta, 'utf8').split('\n')) {
       if (!line.trim()) continue;
       try {
-        const o = JSON.parse(line) as { file_name?: string; caption?: string; text?: string };
-        if (o.file_name) captions.set(stem(o.file_name), o.caption ?? o.text ?? '');
+        const o = JSON.parse(line) as Record<string, unknown>;
+        const caption = o[captionColumn] ?? (captionColumn === 'caption' ? o.text : undefined);
+        if (typeof o.file_name === 'string') captions.set(stem(o.file_name), typeof caption === 'string' ? caption : '');
       } catch {
         // a bad metadata line leaves that pair without a caption: it is counted as null_caption
       }
@@ -119,5 +159,5 @@ export function openPairFolder(folder: string): PairSource {
     }
     return { caption, image0: join(w, f), image1: losers.get(s) ?? null, label0: 1, label1: 0 };
   });
-  return new FileRowsSource(`${folder}: ${rows.length} pairs`, rows);
+  return new FileRowsSource(`${folder}: ${rows.length} pairs`, rows, true);
 }

@@ -48,15 +48,19 @@ const str = (v: unknown): string | null => (typeof v === 'string' ? v : v instan
 
 export class ParquetPairSource implements PairSource {
   readonly size: number;
-  private constructor(readonly shards: Shard[], readonly cols: PreferenceColumns) {
+  private constructor(readonly shards: Shard[], readonly cols: PreferenceColumns, readonly pairs: boolean) {
     this.size = shards.reduce((s, x) => s + x.rows, 0);
   }
 
   get description(): string {
-    return `${this.shards.length} parquet shard(s), ${this.size} rows`;
+    return `${this.shards.length} parquet shard(s), ${this.size} ${this.pairs ? 'rows' : `single images (column ${this.cols.image0})`}`;
   }
 
-  static async open(paths: string[], cols: PreferenceColumns = PICKAPIC_COLUMNS): Promise<ParquetPairSource> {
+  /**
+   * Shards of preference pairs (the image0/image1 columns), or, when they have no image0 column
+   * but have `singleImageColumn`, single captioned images (SFT datasets such as an HF Image column).
+   */
+  static async open(paths: string[], cols: PreferenceColumns = PICKAPIC_COLUMNS, singleImageColumn?: string): Promise<ParquetPairSource> {
     const shards: Shard[] = [];
     let offset = 0;
     for (const path of paths) {
@@ -73,7 +77,14 @@ export class ParquetPairSource implements PairSource {
       shards.push({ path, file, metadata, rows, offset, columns });
       offset += rows;
     }
-    return new ParquetPairSource(shards, cols);
+    const first = shards[0]?.columns ?? new Set<string>();
+    if (!first.has(cols.image0) && singleImageColumn && first.has(singleImageColumn)) {
+      return new ParquetPairSource(shards, { ...cols, image0: singleImageColumn }, false);
+    }
+    if (!first.has(cols.image0) && singleImageColumn) {
+      throw new ParquetShardError(paths[0]!, `neither the pair column ${cols.image0} nor the image column ${singleImageColumn} is there (columns: ${[...first].join(', ')})`);
+    }
+    return new ParquetPairSource(shards, cols, true);
   }
 
   #locate(index: number): { shard: Shard; row: number } {
@@ -100,6 +111,7 @@ export class ParquetPairSource implements PairSource {
 
   async scanMeta(): Promise<RowMeta[]> {
     const c = this.cols;
+    if (!this.pairs) return Array.from({ length: this.size }, () => ({ caption: '', label0: 1, label1: 0 }));
     const out: RowMeta[] = [];
     for (const shard of this.shards) {
       // one row group at a time: the label and model columns only
@@ -124,14 +136,14 @@ export class ParquetPairSource implements PairSource {
     return Promise.all(indices.map(async (index) => {
       const { shard, row } = this.#locate(index);
       const [meta] = await this.#read(shard, [c.caption, c.label0, c.label1], row, row + 1, true);
-      const [images] = await this.#read(shard, [c.image0, c.image1], row, row + 1, false);
-      const missing = [c.caption, c.image0, c.image1, c.label0, c.label1].filter((k) => !shard.columns.has(k));
+      const [images] = await this.#read(shard, this.pairs ? [c.image0, c.image1] : [c.image0], row, row + 1, false);
       const caption = meta![c.caption];
+      const image = (col: string) => (shard.columns.has(col) ? toBytes(images![col], col) : { missing: `column ${col} is missing from ${shard.path}` });
       return {
-        caption: missing.includes(c.caption) ? null : typeof caption === 'string' ? caption : Array.isArray(caption) ? caption.map(String) : null,
-        label0: num(meta![c.label0]), label1: num(meta![c.label1]),
-        image0: shard.columns.has(c.image0) ? toBytes(images![c.image0], c.image0) : { missing: `column ${c.image0} is missing from ${shard.path}` },
-        image1: shard.columns.has(c.image1) ? toBytes(images![c.image1], c.image1) : { missing: `column ${c.image1} is missing from ${shard.path}` },
+        caption: !shard.columns.has(c.caption) ? null : typeof caption === 'string' ? caption : Array.isArray(caption) ? caption.map(String) : null,
+        label0: this.pairs ? num(meta![c.label0]) : 1, label1: this.pairs ? num(meta![c.label1]) : 0,
+        image0: image(c.image0),
+        image1: this.pairs ? image(c.image1) : { missing: 'a single-image row has no second image' },
       };
     }));
   }

@@ -110,6 +110,7 @@ export function splitKey(name: string): [string, string] | null {
 }
 
 export class TarPairSource implements PairSource {
+  readonly pairs = true;
   readonly samples: Sample[] = [];
   readonly #fds: number[];
 
