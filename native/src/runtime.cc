@@ -194,7 +194,7 @@ napi_value cuda_empty_cache(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
-// cudaMemory(index) -> {allocated, reserved, peakAllocated} in bytes
+// cudaMemory(index) -> {allocated, reserved, peakAllocated, peakReserved} in bytes
 napi_value cuda_memory(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
@@ -204,6 +204,7 @@ napi_value cuda_memory(napi_env env, napi_callback_info info) {
   set_named(env, o, "allocated", make_double(env, static_cast<double>(stats.allocated_bytes[0].current)));
   set_named(env, o, "reserved", make_double(env, static_cast<double>(stats.reserved_bytes[0].current)));
   set_named(env, o, "peakAllocated", make_double(env, static_cast<double>(stats.allocated_bytes[0].peak)));
+  set_named(env, o, "peakReserved", make_double(env, static_cast<double>(stats.reserved_bytes[0].peak)));
   return o;
   DPO_CATCH(env)
 }

@@ -74,7 +74,7 @@ export interface Binding {
   manualSeed(seed: number | bigint): void;
   cudaSynchronize(index?: number): void;
   cudaEmptyCache(): void;
-  cudaMemory(index?: number): { allocated: number; reserved: number; peakAllocated: number };
+  cudaMemory(index?: number): { allocated: number; reserved: number; peakAllocated: number; peakReserved: number };
   cudaResetPeak(index?: number): void;
   setAllowTF32(allow: boolean): void;
   setDeterministic(on: boolean): void;

@@ -12,7 +12,7 @@ const MANIFEST = [
   'randint_like.low_dtype', 'eye', 'tril', 'triu', 'bernoulli.p',
   // conversion and copies
   'to.dtype_layout', 'clone', 'detach', 'contiguous', 'copy_', 'zero_', 'fill_.Scalar', 'normal_', 'uniform_',
-  'is_contiguous.memory_format', 'requires_grad_', 'set_data',
+  'is_contiguous.memory_format', 'requires_grad_', 'set_data', 'pin_memory', 'is_pinned',
   // views and joins
   'reshape', 'view', 'permute', 'transpose.int', 'flatten.using_ints', 'unflatten.int', 'squeeze', 'squeeze.dim',
   'unsqueeze', 'expand', 'expand_as', 'repeat', 'repeat_interleave.self_int', 'chunk', 'split.Tensor',

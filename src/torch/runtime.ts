@@ -34,7 +34,7 @@ export const cuda = {
   emptyCache(): void {
     native.cudaEmptyCache();
   },
-  memory(index?: number): { allocated: number; reserved: number; peakAllocated: number } {
+  memory(index?: number): { allocated: number; reserved: number; peakAllocated: number; peakReserved: number } {
     return native.cudaMemory(index);
   },
   resetPeakMemoryStats(index?: number): void {

@@ -182,6 +182,9 @@ export class Tensor implements Scoped {
     return wrap(call(OP.clone, this._h, memoryFormat === undefined ? null : MEMORY_FORMAT[memoryFormat]));
   }
   detach(): Tensor { return wrap(call(OP.detach, this._h)); }
+  /** A copy in page-locked host memory, so host-to-device copies from it can be asynchronous (needs CUDA). */
+  pinMemory(): Tensor { return wrap(call(OP.pin_memory, this._h, null)); }
+  isPinned(): boolean { return call(OP.is_pinned, this._h, null) as boolean; }
   contiguous(memoryFormat: MemoryFormat = 'contiguous'): Tensor {
     return wrap(call(OP.contiguous, this._h, MEMORY_FORMAT[memoryFormat]));
   }

@@ -8,12 +8,12 @@
 //   v <- beta2 v + (1 - beta2) g^2
 //   theta <- theta - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
 import { noGrad } from '../autograd.js';
-import { zerosLike, zeros } from '../creation.js';
+import { full, zerosLike, zeros } from '../creation.js';
 import { native } from '../native.js';
 import { OP } from '../ops.js';
-import { tidy } from '../scope.js';
+import { keep, tidy } from '../scope.js';
 import type { Tensor } from '../tensor.js';
-import { groupByDeviceAndDtype, Optimizer } from './optimizer.js';
+import { groupByDeviceAndDtype, Optimizer, type OptimizerStateDict, type ParamState } from './optimizer.js';
 
 const call = native.callOp;
 const hs = (ts: Tensor[]) => ts.map((t) => t._h);
@@ -40,6 +40,16 @@ export class AdamW extends Optimizer<AdamWOptions> {
     if (!(h.betas[0] >= 0 && h.betas[0] < 1)) throw new RangeError(`Invalid beta parameter at index 0: ${h.betas[0]}`);
     if (!(h.betas[1] >= 0 && h.betas[1] < 1)) throw new RangeError(`Invalid beta parameter at index 1: ${h.betas[1]}`);
     if (!(h.weightDecay >= 0)) throw new RangeError(`Invalid weight_decay value: ${h.weightDecay}`);
+  }
+
+  /**
+   * Restores state and hyper-parameters, except `fused`: which kernel runs is this optimizer's
+   * choice (its device's), so state saved by a fused run continues on foreach and vice versa.
+   */
+  override loadStateDict(sd: OptimizerStateDict): void {
+    const fused = this.paramGroups.map((g) => g.hyper.fused);
+    super.loadStateDict(sd);
+    this.paramGroups.forEach((g, i) => (g.hyper.fused = fused[i]!));
   }
 
   step(): void {
@@ -76,7 +86,7 @@ export class AdamW extends Optimizer<AdamWOptions> {
   #foreach(params: Tensor[], grads: Tensor[], h: AdamWOptions): void {
     const { expAvgs, expAvgSqs, states } = this.#moments(params, false);
     const [beta1, beta2] = h.betas;
-    const steps = states.map((s) => (s.step as number) + 1);
+    const steps = states.map((s) => stepCount(s) + 1);
     states.forEach((s, i) => (s.step = steps[i]!));
     if (h.weightDecay !== 0) call(OP['_foreach_mul_.Scalar'], hs(params), 1 - h.lr * h.weightDecay);
     call(OP['_foreach_lerp_.Scalar'], hs(expAvgs), hs(grads), 1 - beta1);
@@ -96,12 +106,22 @@ export class AdamW extends Optimizer<AdamWOptions> {
 
   #fused(params: Tensor[], grads: Tensor[], h: AdamWOptions): void {
     const { expAvgs, expAvgSqs, states } = this.#moments(params, true);
-    const stepTensors = states.map((s) => {
-      if (typeof s.step === 'number') throw new Error('AdamW: state from a non-fused run cannot continue fused');
+    // state saved by a foreach run (or on another device) continues here: fused keeps the step on the device
+    const stepTensors = states.map((s, i) => {
+      if (typeof s.step !== 'number') return s.step;
+      s.step = keep(full([], s.step, { dtype: 'float32', device: params[i]!.device }));
       return s.step;
     });
     call(OP['_foreach_add_.Scalar'], hs(stepTensors), 1);
     call(OP._fused_adamw_, hs(params), hs(grads), hs(expAvgs), hs(expAvgSqs), [], hs(stepTensors),
       h.lr, h.betas[0], h.betas[1], h.weightDecay, h.eps, false, false, null, null);
   }
+}
+
+/** The step count of a parameter's state, kept as a number (foreach) or as a device tensor (fused). */
+function stepCount(s: ParamState): number {
+  if (typeof s.step === 'number') return s.step;
+  const n = s.step!.item() as number; // a fused run's state continuing on foreach: one read, once
+  s.step!.dispose();
+  return n;
 }
