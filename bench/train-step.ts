@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import * as torch from '../src/torch/index.js';
 import { AutoencoderKL, UNet2DConditionModel, loadUNet, loadVAE } from '../src/models/index.js';
 import { loadNoiseScheduleConfig, NoiseSchedule } from '../src/schedulers/noise_schedule.js';
-import { diffusionStep, type DiffusionModels } from '../src/train/step.js';
+import { createDiffusionStep, type DiffusionModels } from '../src/train/step.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const fixtures = process.env.FIXTURES_DIR ?? join(root, '..', 'shared', 'fixtures');
@@ -37,10 +37,11 @@ function ours(): Record<string, number> {
       const g = new torch.Generator('cpu', 0);
       const pixels = torch.tidy(() => torch.rand([bsz, 6, res, res], { generator: g }).mul(2).sub(1).keep());
       const ehs = torch.randn([bsz, 77, unet.config.crossAttentionDim[0]!], { generator: g }).keep(); // per caption: the step repeats it for the pair
+      const dpoStep = createDiffusionStep(m, {
+        method: 'dpo', betaDpo: 5000, noiseOffset: 0, inputPerturbation: 0, timestepMode: 'default', resolution: res, weightDtype: 'float32',
+      });
       const step = () => torch.tidy(() => {
-        const r = diffusionStep(m, { pixelValues: pixels, encoderHiddenStates: ehs }, {
-          method: 'dpo', betaDpo: 5000, noiseOffset: 0, inputPerturbation: 0, timestepMode: 'default', resolution: res, weightDtype: 'float32',
-        });
+        const r = dpoStep({ pixelValues: pixels, encoderHiddenStates: ehs });
         r.loss.backward();
         torch.optim.clipGradNorm_(unet.parameters(), 1.0);
         opt.step();

@@ -13,7 +13,7 @@ test('diffusion-dpo demo: accuracy rises, outputs are written', { skip: process.
   try {
     const r = spawnSync(process.execPath, [join(projectRoot, 'bin', 'diffusion-dpo.js'), 'demo', '--output_dir', out], { encoding: 'utf8' });
     assert.equal(r.status, 0, r.stderr);
-    const rows = readFileSync(join(out, 'logs', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { implicit_acc_accumulated: number });
+    const rows = readFileSync(join(out, 'logs', 'tuning', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { implicit_acc_accumulated: number });
     const mean = (xs: typeof rows) => xs.reduce((s, x) => s + x.implicit_acc_accumulated, 0) / xs.length;
     assert.ok(mean(rows.slice(-30)) > 0.62, `last 30 updates: mean implicit accuracy ${mean(rows.slice(-30))}`);
     for (const f of ['checkpoint-240', 'report.html', 'model_index.json']) assert.ok(existsSync(join(out, f)), f);

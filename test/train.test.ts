@@ -1,11 +1,14 @@
 // The DPO objective as a pure function (values worked by hand from the formula in
-// src/train/dpo_loss.ts, i.e. train.py's loss block), and the training noise schedule.
+// src/train/dpo_loss.ts, i.e. train.py's loss block), the training noise schedule, and the
+// step's mixed-precision scope.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { loadNoiseScheduleConfig, NoiseSchedule } from '../src/schedulers/noise_schedule.js';
 import { dpoLoss, sftLoss } from '../src/train/dpo_loss.js';
+import { createDiffusionStep, type DiffusionModels } from '../src/train/step.js';
+import { disposePipeline, loadPipeline, loadUNet } from '../src/models/index.js';
 import { assertClose, noLeak } from './helpers/assert.js';
 import { fixturesDir } from './helpers/fixtures.js';
 
@@ -57,4 +60,35 @@ describe('noise schedule', () => {
     assertClose([s.alphasCumprod.select(0, 0).item()], [1 - 0.00085], 1e-7, 1e-5);
     s.dispose();
   })));
+});
+
+describe('the step under mixed precision', () => {
+  test('as accelerate: only the trained UNet runs under autocast, its output cast to float32; frozen models in their dtype', () => torch.tidy(() => {
+    const folder = join(fixturesDir, 'tiny-sd');
+    const p = loadPipeline(folder);
+    const ref = loadUNet(join(folder, 'unet'), { dtype: 'bfloat16' }).requiresGrad_(false).eval();
+    p.vae.to('bfloat16').requiresGrad_(false);
+    p.textEncoder!.to('bfloat16').requiresGrad_(false);
+    const noise = new NoiseSchedule(loadNoiseScheduleConfig(join(folder, 'scheduler')));
+    const models: DiffusionModels = { kind: 'sd', unet: p.unet, refUnet: ref, vae: p.vae, textEncoder: p.textEncoder, textEncoder2: null, tokenizer: null, tokenizer2: null, noise };
+    const autocast = { device: 'cpu', dtype: 'bfloat16' } as const;
+    const step = createDiffusionStep(models, {
+      method: 'dpo', betaDpo: 5000, noiseOffset: 0, inputPerturbation: 0, timestepMode: 'default', resolution: 32, weightDtype: 'bfloat16', autocast,
+    });
+    const g = new torch.Generator('cpu', 3);
+    torch.manualSeed(0);
+    const r = step({ pixelValues: torch.rand([1, 6, 32, 32], { generator: g }).mul(2).sub(1), inputIds: torch.tensor([[49406, 320, 49407, ...Array(74).fill(49407)]], { dtype: 'int64' }) });
+    assert.equal(r.latents.dtype, 'bfloat16', 'the VAE ran in its weight dtype');
+    assert.equal(r.encoderHiddenStates.dtype, 'bfloat16');
+    assert.equal(r.modelPred.dtype, 'float32', 'the trained UNet\'s output is cast to float32');
+    assert.equal(r.refPred!.dtype, 'bfloat16');
+    assert.equal(r.loss.dtype, 'float32', 'the loss is computed in float32');
+    const again = (run: () => torch.Tensor) => run().toArray();
+    const args = [r.noisyLatents, r.timesteps, r.encoderHiddenStates] as const;
+    assert.deepEqual(r.modelPred.toArray(), again(() => torch.autocast(autocast, () => p.unet.forward(...args).sample).float()));
+    assert.deepEqual(r.refPred!.toArray(), again(() => torch.noGrad(() => ref.forward(...args).sample)), 'the reference ran without autocast');
+    noise.dispose();
+    ref.dispose();
+    disposePipeline(p);
+  }));
 });

@@ -9,16 +9,16 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { parseTrainArgs } from '../src/train/args.js';
+import { resolveTrainConfig } from '../src/train/config.js';
 import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
 import { readEvents, EventWriter } from '../src/train/tensorboard.js';
 import { loadPipeline, disposePipeline } from '../src/models/index.js';
-import { projectRoot } from './helpers/fixtures.js';
+import { bin, runTrain } from './helpers/train_cli.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dpo-train-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const model = join(dir, 'model');
 let data = '';
-const bin = join(projectRoot, 'bin', 'diffusion-dpo.js');
 
 before(async () => {
   writeTinyPipeline(model, 1);
@@ -32,16 +32,7 @@ function flags(out: string, extra: string[] = []): string[] {
     '--seed', '3', '--proportion_empty_prompts', '0.2', ...extra];
 }
 
-function run(args: string[]): Promise<{ code: number | null; err: string; out: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, [bin, 'train', ...args], { env: { ...process.env, DPO_NUM_THREADS: '1' } });
-    let err = '';
-    let out = '';
-    p.stderr.on('data', (d) => (err += d));
-    p.stdout.on('data', (d) => (out += d));
-    p.on('close', (code) => resolve({ code, err, out }));
-  });
-}
+const run = runTrain;
 
 describe('train.py flags', () => {
   const launcher = (file: string) => {
@@ -53,20 +44,29 @@ describe('train.py flags', () => {
     };
     return sh[file]!.split(' ');
   };
-  test('the sd15, sdxl and turbo launch scripts parse with their values', () => {
-    const sd = parseTrainArgs(launcher('sd15'));
-    assert.equal(sd.gradient_accumulation_steps, 128);
-    assert.equal(sd.scale_lr, true);
-    assert.equal(sd.resolution, 512);
-    assert.equal(sd.mixed_precision, 'fp16');
-    assert.equal(sd.proportion_empty_prompts, 0.2);
-    const xl = parseTrainArgs(launcher('sdxl'));
-    assert.equal(xl.sdxl, true);
-    assert.equal(xl.resolution, 1024);
-    assert.equal(xl.lr_warmup_steps, 200);
-    const turbo = parseTrainArgs(launcher('turbo'));
-    assert.equal(turbo.resolution, 512);
-    assert.equal(turbo.proportion_empty_prompts, 0);
+  test('the sd15, sdxl and turbo launch scripts parse and resolve with their values', () => {
+    // one GPU, as the scripts' users have: fp16 mixed precision stays on
+    const gpu = { env: {}, cudaDevices: 1 };
+    const sd = resolveTrainConfig(parseTrainArgs(launcher('sd15')), gpu);
+    assert.equal(sd.batch.accumulation, 128);
+    assert.equal(sd.schedule.learningRate, 1e-8 * 128, '--scale_lr: lr x accumulation x batch x processes');
+    assert.equal(sd.data.resolution, 512);
+    assert.equal(sd.precision.mixed, 'fp16');
+    assert.equal(sd.device, 'cuda:0');
+    assert.equal(sd.data.proportionEmptyPrompts, 0.2);
+    assert.equal(sd.optimizer.kind, 'adamw');
+    assert.equal(sd.memory.gradientCheckpointing, false);
+    const xl = resolveTrainConfig(parseTrainArgs(launcher('sdxl')), gpu);
+    assert.equal(xl.model.sdxl, true);
+    assert.equal(xl.data.resolution, 1024);
+    assert.equal(xl.schedule.warmupSteps, 200);
+    assert.equal(xl.optimizer.kind, 'adafactor', '--sdxl forces Adafactor');
+    assert.equal(xl.clipGradNorm, 1, '... and still clips');
+    assert.equal(xl.memory.gradientCheckpointing, true, '--sdxl forces gradient checkpointing');
+    const turbo = resolveTrainConfig(parseTrainArgs(launcher('turbo')), gpu);
+    assert.equal(turbo.data.resolution, 512);
+    assert.equal(turbo.data.proportionEmptyPrompts, 0);
+    assert.equal(turbo.model.timestepMode, 'turbo', 'guessed from the model name, as train.py');
   });
   test('dashes and underscores, unknown and unsupported flags', () => {
     const a = parseTrainArgs(['--pretrained-model-name-or-path', 'm', '--dataset-name', 'd', '--beta-dpo', '100', '--sft']);
@@ -96,15 +96,18 @@ describe('training runs', () => {
     const out = join(dir, 'run');
     const r = await run(flags(out));
     assert.equal(r.code, 0, r.err);
-    for (const f of ['checkpoint-4', 'checkpoint-8', 'report.html', 'model_index.json', join('unet', 'diffusion_pytorch_model.safetensors'), join('logs', 'metrics.jsonl')]) {
+    for (const f of ['checkpoint-4', 'checkpoint-8', 'report.html', 'model_index.json', join('unet', 'diffusion_pytorch_model.safetensors'), join('logs', 'tuning', 'metrics.jsonl')]) {
       assert.ok(existsSync(join(out, f)), f);
     }
-    const rows = readFileSync(join(out, 'logs', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+    const rows = readFileSync(join(out, 'logs', 'tuning', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
     assert.equal(rows.length, 8);
     assert.ok(Math.abs(rows[0]!.train_loss! - Math.LN2) < 1e-4, 'the first update starts at log 2 (model = reference)');
-    const tb = readdirSync(join(out, 'logs')).find((f) => f.startsWith('events.out.tfevents'))!;
-    const events = readEvents(readFileSync(join(out, 'logs', tb)));
-    assert.deepEqual(Object.keys(events[1]!.scalars).sort(), ['implicit_acc_accumulated', 'lr', 'model_mse_unaccumulated', 'ref_mse_unaccumulated', 'train_loss']);
+    const tb = readdirSync(join(out, 'logs', 'tuning')).find((f) => f.startsWith('events.out.tfevents'))!;
+    const events = readEvents(readFileSync(join(out, 'logs', 'tuning', tb)));
+    const tags = Object.keys(events[1]!.scalars);
+    for (const t of ['implicit_acc_accumulated', 'lr', 'model_mse_unaccumulated', 'ref_mse_unaccumulated', 'train_loss']) assert.ok(tags.includes(t), `train.py's ${t}`);
+    for (const t of ['pairs_per_s', 'host_rss_mb', 'host_peak_rss_mb']) assert.ok(tags.includes(t), `resource log ${t}`);
+    assert.ok(rows.every((r) => r.pairs_per_s! > 0 && r.host_peak_rss_mb! >= r.host_rss_mb! - 1));
     assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /<svg[^>]+aria-label="train_loss"/);
     torch.tidy(() => {
       const before = loadPipeline(model);
@@ -143,14 +146,14 @@ describe('training runs', () => {
       const b = torch.loadSafetensors(join(killed, 'unet', 'diffusion_pytorch_model.safetensors'));
       for (const [k, t] of a) assert.equal(b.get(k)!.sub(t).abs().max().item(), 0, k);
     });
-    const la = readFileSync(join(full, 'logs', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { train_loss: number }).train_loss);
-    const lb = readFileSync(join(killed, 'logs', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { train_loss: number }).train_loss);
+    const la = readFileSync(join(full, 'logs', 'tuning', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { train_loss: number }).train_loss);
+    const lb = readFileSync(join(killed, 'logs', 'tuning', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { train_loss: number }).train_loss);
     assert.deepEqual(lb.slice(-4), la.slice(-4), 'the resumed updates log the same losses');
   });
 });
 
 describe('SDXL', () => {
-  test('two DPO updates on the tiny SDXL pipeline: both text encoders, time ids, Adafactor', async () => {
+  test('two DPO updates on the tiny SDXL pipeline: both text encoders, time ids, Adafactor, gradient checkpointing', async () => {
     const { fixturesDir } = await import('./helpers/fixtures.js');
     const out = join(dir, 'sdxl');
     const sdxlData = await writeWarmPreferenceSet(join(dir, 'sdxl-data'), 4, 32, 2);
@@ -158,7 +161,8 @@ describe('SDXL', () => {
       '--output_dir', out, '--resolution', '32', '--train_batch_size', '2', '--max_train_steps', '2', '--learning_rate', '1e-3',
       '--lr_scheduler', 'constant', '--lr_warmup_steps', '0', '--checkpointing_steps', '2', '--mixed_precision', 'no', '--seed', '1']);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /gradient checkpointing is not implemented yet/);
+    assert.match(r.err, /--sdxl: gradient checkpointing on, as train\.py/);
+    assert.match(r.err, /gradient checkpointing on/);
     const opt = JSON.parse(readFileSync(join(out, 'checkpoint-2', 'optimizer.json'), 'utf8')) as { optimizer: string };
     assert.equal(opt.optimizer, 'Adafactor', '--sdxl forces Adafactor, as train.py');
     assert.ok(existsSync(join(out, 'text_encoder_2', 'model.safetensors')));

@@ -3,8 +3,9 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArgsError, parseTrainArgs, trainHelp } from '../train/args.js';
+import { resolveTrainConfig, type TrainConfig } from '../train/config.js';
 import { writeTinyPipeline, writeWarmPreferenceSet } from '../train/demo_assets.js';
-import { train, type TrainEvents } from '../train/trainer.js';
+import { train, type TrainEvents } from '../train/recipe.js';
 import { CliError } from './errors.js';
 import type { Command } from './main.js';
 
@@ -27,9 +28,9 @@ function consoleEvents(): TrainEvents {
 }
 
 async function runTraining(argv: string[]): Promise<number> {
-  let args;
+  let config: TrainConfig;
   try {
-    args = parseTrainArgs(argv);
+    config = resolveTrainConfig(parseTrainArgs(argv));
   } catch (e) {
     if (e instanceof ArgsError) throw new CliError(`${e.message}\nRun 'diffusion-dpo train --help' for the flags.`, 2);
     throw e;
@@ -42,7 +43,7 @@ async function runTraining(argv: string[]): Promise<number> {
   };
   process.once('SIGINT', onSigint);
   try {
-    const r = await train(args, consoleEvents(), { signal: abort.signal });
+    const r = await train(config, consoleEvents(), { signal: abort.signal });
     const last = r.history[r.history.length - 1];
     console.log(JSON.stringify({ output_dir: r.outputDir, steps: r.globalStep, stopped_by: r.stoppedBy, last }, null, 2));
     return r.stoppedBy === 'signal' ? 130 : 0;
@@ -79,8 +80,13 @@ export const demoCommand: Command = {
       console.log(DEMO_HELP);
       return 0;
     }
-    const outIndex = argv.findIndex((a) => a === '--output_dir' || a === '--output-dir');
-    const outputDir = outIndex >= 0 ? argv[outIndex + 1]! : 'demo-run';
+    // the output folder, as --output_dir DIR or --output_dir=DIR (dashes or underscores)
+    const outFlag = /^--output[-_]dir(=|$)/;
+    const outIndex = argv.findIndex((a) => outFlag.test(a));
+    const outArg = outIndex >= 0 ? argv[outIndex]! : '';
+    const inline = outArg.includes('=');
+    const outputDir = outIndex < 0 ? 'demo-run' : inline ? outArg.slice(outArg.indexOf('=') + 1) : argv[outIndex + 1];
+    if (!outputDir) throw new CliError('--output_dir needs a value', 2);
     const inputs = join(outputDir, 'demo-inputs');
     if (!existsSync(join(inputs, 'model', 'model_index.json'))) {
       console.error(`[demo] generating a tiny pipeline and a preference set in ${inputs}`);
@@ -95,6 +101,7 @@ export const demoCommand: Command = {
       '--dataloader_num_workers', '0',
     ];
     // user flags come last and win
-    return runTraining([...defaults, ...argv.filter((_, i) => i !== outIndex && i !== outIndex + 1)]);
+    const rest = outIndex < 0 ? argv : argv.filter((_, i) => i !== outIndex && (inline || i !== outIndex + 1));
+    return runTraining([...defaults, ...rest]);
   },
 };

@@ -1,8 +1,9 @@
 // Training checkpoints: output_dir/checkpoint-<step>/ with the UNet in diffusers layout
 // (unet/config.json + safetensors, loadable as is), the optimizer state (optimizer.safetensors +
 // optimizer.json), and trainer_state.json (step, LR schedule, grad scaler, data-loader position,
-// every random generator's state). The folder is written under a temporary name and renamed when
-// complete, so a crash mid-save never leaves a checkpoint that looks finished.
+// every random generator's state, and the settings a resume must not change). The folder is
+// written under a temporary name and renamed when complete, so a crash mid-save never leaves a
+// checkpoint that looks finished.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
@@ -10,17 +11,55 @@ import type { UNet2DConditionModel } from '../models/index.js';
 import { saveComponent, writeFileAtomic } from '../models/index.js';
 import type { LoaderState } from '../data/loader.js';
 
+/**
+ * What fixes the sequence of batches and updates: resuming with any of it changed would not
+ * continue the same run (a different batch size changes what the loader's position means; a
+ * different dataset or seed, which rows come next), so it is refused.
+ */
+export interface RunSignature {
+  train_batch_size: number;
+  gradient_accumulation_steps: number;
+  world_size: number;
+  method: 'dpo' | 'sft';
+  resolution: number;
+  seed: number;
+  learning_rate: number;
+  lr_scheduler: string;
+  lr_warmup_steps: number;
+  optimizer: string;
+  dataset: { source: string; split: string; rows_read: number; kept: number; max_train_samples: number | null; dreamlike_pairs_only: boolean };
+}
+
+/** A generator's state: the default generator of `device`, base64 of get_state(). */
+export interface GeneratorState {
+  device: string;
+  state: string;
+}
+
 export interface TrainerState {
+  version: 2;
   globalStep: number;
-  /** micro-steps done within the current update (0 at a checkpoint) */
   loader: LoaderState;
   scheduler: { name: string; lastEpoch: number };
   scaler: torch.GradScalerState | null;
-  /** base64 of the default CPU generator's state (torch.get_rng_state()) */
-  cpuRng: string;
+  /** Every generator the run draws from: the CPU's and each CUDA device's. */
+  generators: GeneratorState[];
+  run: RunSignature;
   /** JSON-able running metrics (the report's history) */
   history: Record<string, number>[];
+}
+
+/** Version 1 (before the run signature and CUDA generators). */
+interface TrainerStateV1 extends Omit<TrainerState, 'version' | 'generators' | 'run'> {
   version: 1;
+  cpuRng: string;
+}
+
+export class CheckpointError extends Error {
+  constructor(readonly path: string, message: string) {
+    super(`${path}: ${message}`);
+    this.name = 'CheckpointError';
+  }
 }
 
 export function checkpointDirs(outputDir: string): { step: number; path: string }[] {
@@ -47,7 +86,7 @@ export function saveCheckpoint(outputDir: string, step: number, unet: UNet2DCond
     renameSync(tmp, final);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw new Error(`cannot save checkpoint ${final}: ${(e as Error).message} (earlier checkpoints are untouched)`);
+    throw new Error(`cannot save checkpoint ${final}: ${(e as Error).message} (earlier checkpoints are untouched)`, { cause: e });
   }
   if (keepLast !== null) {
     const all = checkpointDirs(outputDir);
@@ -56,23 +95,71 @@ export function saveCheckpoint(outputDir: string, step: number, unet: UNet2DCond
   return final;
 }
 
-export function loadCheckpoint(path: string, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>): TrainerState {
-  const state = JSON.parse(readFileSync(join(path, 'trainer_state.json'), 'utf8')) as TrainerState;
+/** trainer_state.json of a checkpoint, upgraded to the current version (v1 has no signature: null). */
+export function readTrainerState(path: string): { state: TrainerState; signature: RunSignature | null } {
+  const file = join(path, 'trainer_state.json');
+  let raw: TrainerState | TrainerStateV1;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8')) as TrainerState | TrainerStateV1;
+  } catch (e) {
+    throw new CheckpointError(file, `cannot read the trainer state (${(e as Error).message})`);
+  }
+  if (raw.version === 1) {
+    const { cpuRng, ...rest } = raw;
+    return { state: { ...rest, version: 2, generators: [{ device: 'cpu', state: cpuRng }], run: null as unknown as RunSignature }, signature: null };
+  }
+  if (raw.version !== 2) throw new CheckpointError(file, `unknown trainer state version ${String((raw as { version: unknown }).version)}`);
+  return { state: raw, signature: raw.run };
+}
+
+/** Loads the UNet weights and the optimizer state of a checkpoint. */
+export function loadCheckpointWeights(path: string, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>): void {
   torch.tidy(() => {
     const weights = torch.loadSafetensors(join(path, 'unet', 'diffusion_pytorch_model.safetensors'));
     unet.loadStateDict(weights, { what: `${path}/unet` });
     const tensors = torch.loadSafetensors(join(path, 'optimizer.safetensors'));
     optimizer.loadStateDict({ tensors, meta: JSON.parse(readFileSync(join(path, 'optimizer.json'), 'utf8')) });
   });
-  return state;
 }
 
-export function rngState(): string {
-  return torch.tidy(() => Buffer.from(torch.defaultGenerator('cpu').getState().toTypedArray() as Uint8Array).toString('base64'));
+/** The settings of a resumed run that differ from the checkpoint's, as "name: before -> now". */
+export function signatureChanges(saved: RunSignature, now: RunSignature): string[] {
+  const out: string[] = [];
+  const flat = (s: RunSignature): Record<string, unknown> => {
+    const { dataset, ...rest } = s;
+    return { ...rest, ...Object.fromEntries(Object.entries(dataset).map(([k, v]) => [`dataset ${k}`, v])) };
+  };
+  const a = flat(saved);
+  const b = flat(now);
+  for (const k of Object.keys(b)) if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(`${k}: ${JSON.stringify(a[k])} -> ${JSON.stringify(b[k])}`);
+  return out;
 }
 
-export function setRngState(b64: string): void {
-  torch.tidy(() => {
-    torch.defaultGenerator('cpu').setState(torch.fromBytes(Buffer.from(b64, 'base64'), 'uint8', [Buffer.from(b64, 'base64').length]));
-  });
+/** The devices whose default generators a run can draw from: the CPU and every CUDA device. */
+export function generatorDevices(): torch.Device[] {
+  const n = torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0;
+  return ['cpu', ...Array.from({ length: n }, (_, i) => `cuda:${i}` as torch.Device)];
+}
+
+export function generatorStates(devices: torch.Device[] = generatorDevices()): GeneratorState[] {
+  return devices.map((device) => ({
+    device,
+    state: torch.tidy(() => Buffer.from(torch.defaultGenerator(device).getState().toTypedArray() as Uint8Array).toString('base64')),
+  }));
+}
+
+/** Restores saved generator states; returns the saved devices this process does not have (not restored). */
+export function setGeneratorStates(states: GeneratorState[], available: torch.Device[] = generatorDevices()): string[] {
+  const missing: string[] = [];
+  for (const { device, state } of states) {
+    if (!available.includes(device)) {
+      missing.push(device);
+      continue;
+    }
+    torch.tidy(() => {
+      const bytes = Buffer.from(state, 'base64');
+      torch.defaultGenerator(device).setState(torch.fromBytes(bytes, 'uint8', [bytes.length]));
+    });
+  }
+  return missing;
 }

@@ -2,15 +2,17 @@
 // reference's scalar names, and at the end report.html with the loss and accuracy curves as inline
 // SVG (a self-contained page: no scripts, no network).
 import { appendFileSync, mkdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { writeFileAtomic } from '../models/index.js';
+import type { ResourceSummary } from './telemetry.js';
 import { EventWriter } from './tensorboard.js';
 
 export class MetricsLog {
   readonly jsonl: string;
   readonly #events: EventWriter | null;
 
-  constructor(readonly dir: string, tensorboard: boolean) {
+  /** dir: the run's log folder (metrics.jsonl, event files); reportPath: where close() writes report.html. */
+  constructor(readonly dir: string, tensorboard: boolean, readonly reportPath: string) {
     mkdirSync(dir, { recursive: true });
     this.jsonl = join(dir, 'metrics.jsonl');
     this.#events = tensorboard ? new EventWriter(dir) : null;
@@ -23,11 +25,10 @@ export class MetricsLog {
     this.#events?.scalars(step, scalars);
   }
 
-  /** Writes report.html beside the logs' folder (in output_dir). */
-  close(history: Record<string, number>[]): string {
-    const path = join(dirname(this.dir), 'report.html');
-    writeFileAtomic(path, renderReport(history));
-    return path;
+  /** Writes report.html. */
+  close(history: Record<string, number>[], resources?: ResourceSummary): string {
+    writeFileAtomic(this.reportPath, renderReport(history, resources));
+    return this.reportPath;
   }
 }
 
@@ -54,16 +55,19 @@ function chart(title: string, rows: Record<string, number>[], key: string, color
 </svg></figure>`;
 }
 
-export function renderReport(history: Record<string, number>[]): string {
+export function renderReport(history: Record<string, number>[], resources?: ResourceSummary): string {
   const last = history[history.length - 1] ?? {};
-  const summary = Object.entries(last).map(([k, v]) => `<tr><th>${k}</th><td>${Number.isInteger(v) ? v : v.toPrecision(5)}</td></tr>`).join('');
+  const cell = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(5));
+  const summary = Object.entries(last).map(([k, v]) => `<tr><th>${k}</th><td>${cell(v)}</td></tr>`).join('');
+  const res = resources ? `<h2>Resources</h2><table>${Object.entries(resources).map(([k, v]) => `<tr><th>${k}</th><td>${cell(v as number)}</td></tr>`).join('')}</table>` : '';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diffusion-dpo training report</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}figure{display:inline-block;margin:1em}table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}</style></head>
-<body><h1>Training report</h1><p>${history.length} optimizer updates.</p><table>${summary}</table>
+<body><h1>Training report</h1><p>${history.length} optimizer updates.</p><table>${summary}</table>${res}
 ${chart('train_loss', history, 'train_loss', '#c0392b')}
 ${chart('implicit_acc_accumulated', history, 'implicit_acc_accumulated', '#2471a3')}
 ${chart('model_mse_unaccumulated', history, 'model_mse_unaccumulated', '#7d3c98')}
 ${chart('lr', history, 'lr', '#1e8449')}
+${chart('pairs_per_s', history, 'pairs_per_s', '#7f8c8d')}
 </body></html>
 `;
 }

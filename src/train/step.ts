@@ -1,5 +1,5 @@
 // One Diffusion-DPO (or SFT) forward pass, as train.py's `with accelerator.accumulate(unet)` body
-// computes it, up to the loss (the caller runs backward and the optimizer):
+// computes it, up to the loss (the update function runs backward and the optimizer):
 //   1. preferred / dispreferred images stacked on the batch axis: [w_1..w_B, l_1..l_B]
 //   2. VAE latents (posterior sample) x scaling_factor, frozen, no grad
 //   3. noise ~ N(0, I) (+ noise offset), timesteps ~ U[0, T) (refiner: t % 200; turbo: 250 (t % 4) + 249),
@@ -9,12 +9,19 @@
 //      states side by side, the second encoder's pooled text_embeds and the size/crop time ids
 //   6-9. the trained UNet's prediction, the frozen reference's under no-grad, and the loss
 // The random draws happen in the reference's order (posterior sample, noise, [offset], [perturbation],
-// timesteps) from the default generator, so a seeded step reproduces train.py's numbers.
+// timesteps) from the default generators, so a seeded step reproduces train.py's numbers.
+//
+// Mixed precision as accelerate does it: only the trained UNet's forward runs under autocast, and
+// its output is cast to float32; the frozen models run in their weight dtype without autocast.
+//
+// SD vs SDXL conditioning and the timestep mode are settled once, when the step is made
+// (createDiffusionStep), not inside every call.
 import * as torch from '../torch/index.js';
-import { encodeSdxlPrompt, type AutoencoderKL, type CLIPTextModel, type CLIPTextModelWithProjection, type UNet2DConditionModel } from '../models/index.js';
+import { encodeSdxlPrompt, type AddedCond, type AutoencoderKL, type CLIPTextModel, type CLIPTextModelWithProjection, type UNet2DConditionModel } from '../models/index.js';
 import type { NoiseSchedule } from '../schedulers/noise_schedule.js';
 import type { CLIPTokenizer } from '../tokenizers/clip.js';
 import { dpoLoss, sftLoss, type DpoLossOutput } from './dpo_loss.js';
+import { residentPlacement, type FrozenPlacement } from './placement.js';
 
 export type TimestepMode = 'default' | 'refiner' | 'turbo';
 
@@ -23,7 +30,8 @@ export interface DiffusionModels {
   unet: UNet2DConditionModel;
   /** The frozen reference (DPO only). */
   refUnet: UNet2DConditionModel | null;
-  vae: AutoencoderKL;
+  /** null when the step is fed latents instead of pixels. */
+  vae: AutoencoderKL | null;
   /** SD: the text encoder; SDXL base: the first encoder (null for the refiner, which has only the second). */
   textEncoder: CLIPTextModel | null;
   textEncoder2: CLIPTextModelWithProjection | null;
@@ -43,6 +51,10 @@ export interface StepConfig {
   resolution: number;
   /** dtype the frozen models run in (mixed precision casts them). */
   weightDtype: torch.DType;
+  /** The trained UNet's forward runs under this autocast (mixed precision), its output cast to float32. */
+  autocast?: torch.AutocastOptions | null;
+  /** Where the frozen models live between their calls (default: resident on the device). */
+  placement?: FrozenPlacement;
 }
 
 export interface StepBatch {
@@ -71,33 +83,77 @@ export interface StepOutput {
   refPred: torch.Tensor | null;
 }
 
-function encoderDevice(m: torch.nn.Module): torch.Device {
-  return m.parameters()[0]!.device;
+interface Conditioning {
+  encoderHiddenStates: torch.Tensor;
+  pooledPromptEmbeds: torch.Tensor | null;
+  addTimeIds: torch.Tensor | null;
 }
 
-export function diffusionStep(m: DiffusionModels, batch: StepBatch, cfg: StepConfig): StepOutput {
+/** Text conditioning for one caption per pair (or per image for SFT), on `device`. */
+type Conditioner = (batch: StepBatch, device: torch.Device) => Conditioning;
+
+function sdConditioner(m: DiffusionModels, placement: FrozenPlacement): Conditioner {
+  return (batch, device) => {
+    if (batch.encoderHiddenStates) return { encoderHiddenStates: batch.encoderHiddenStates.to({ device }), pooledPromptEmbeds: null, addTimeIds: null };
+    const encoder = m.textEncoder;
+    if (!batch.inputIds || !encoder) throw new Error('SD steps need input ids and a text encoder (or precomputed encoder hidden states)');
+    const ehs = placement.run(encoder, (dev) => torch.noGrad(() => encoder.forward(batch.inputIds!.to({ device: dev })).lastHiddenState));
+    return { encoderHiddenStates: ehs.to({ device }), pooledPromptEmbeds: null, addTimeIds: null };
+  };
+}
+
+function sdxlConditioner(m: DiffusionModels, cfg: StepConfig, placement: FrozenPlacement): Conditioner {
+  const res = cfg.resolution;
+  const ids = cfg.timestepMode === 'refiner' ? [res, res, 0, 0, 6.0] : [res, res, 0, 0, res, res];
+  return (batch, device) => {
+    if (!batch.captions) throw new Error('SDXL steps need the captions');
+    const encode = () => encodeSdxlPrompt(m, batch.captions!);
+    const encoders = [m.textEncoder, m.textEncoder2].filter((e): e is NonNullable<typeof e> => e !== null);
+    const { promptEmbeds, pooled } = placement.runAll(encoders, encode);
+    const addTimeIds = torch.tensor(ids, { dtype: cfg.weightDtype, device }).unsqueeze(0).repeat(batch.captions.length, 1);
+    return { encoderHiddenStates: promptEmbeds.to({ device }), pooledPromptEmbeds: pooled.to({ device }), addTimeIds };
+  };
+}
+
+function timestepMap(mode: TimestepMode): (t: torch.Tensor) => torch.Tensor {
+  if (mode === 'refiner') return (t) => t.remainder(200);
+  if (mode === 'turbo') return (t) => t.remainder(4).mul(250).add(249);
+  return (t) => t;
+}
+
+export type DiffusionStep = (batch: StepBatch) => StepOutput;
+
+/**
+ * The step for these models and settings. DPO pairs share noise and timestep; the conditioning of
+ * a pair is computed once and repeated for its two images, as train.py does.
+ */
+export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): DiffusionStep {
   if (m.noise.config.predictionType !== 'epsilon') {
     throw new Error(`the scheduler's prediction_type is '${m.noise.config.predictionType}': Diffusion-DPO as in the reference trains epsilon-prediction models only`);
   }
   if (cfg.method === 'dpo' && !m.refUnet) throw new Error('DPO needs a reference UNet');
-  return torch.tidy(() => {
-    const device = encoderDevice(m.unet);
+  const placement = cfg.placement ?? residentPlacement;
+  const condition = m.kind === 'sdxl' ? sdxlConditioner(m, cfg, placement) : sdConditioner(m, placement);
+  const mapTimesteps = timestepMap(cfg.timestepMode);
+  const pairs = cfg.method === 'dpo';
+  const vae = m.vae;
+  const device = m.unet.parameters()[0]!.device;
+
+  return (batch) => torch.tidy(() => {
     // 1. preferred and dispreferred on the batch axis
     const pixels = batch.pixelValues.to({ device });
-    const feed = cfg.method === 'dpo' ? torch.cat(pixels.chunk(2, 1), 0) : pixels;
+    const feed = pairs ? torch.cat(pixels.chunk(2, 1), 0) : pixels;
 
     // 2. latents
-    const latents = torch.noGrad(() => m.vae.encode(feed.to(cfg.weightDtype)).sample().mul(m.vae.config.scalingFactor));
+    if (!vae) throw new Error('this step has no VAE: feed it latents');
+    const latents = placement.run(vae, (dev) => torch.noGrad(() => vae.encode(feed.to({ dtype: cfg.weightDtype, device: dev })).sample().mul(vae.config.scalingFactor))).to({ device });
 
     // 3. noise and timesteps, drawn in the reference's order
     let noise = torch.randnLike(latents);
     if (cfg.noiseOffset) noise = noise.add(torch.randn([latents.shape[0]!, latents.shape[1]!, 1, 1], { device: latents.device }).mul(cfg.noiseOffset));
     const perturbed = cfg.inputPerturbation ? noise.add(torch.randnLike(noise).mul(cfg.inputPerturbation)) : null;
-    const bsz = latents.shape[0]!;
-    let timesteps = torch.randint(0, m.noise.config.numTrainTimesteps, [bsz], { device: latents.device });
-    if (cfg.timestepMode === 'refiner') timesteps = timesteps.remainder(200);
-    else if (cfg.timestepMode === 'turbo') timesteps = timesteps.remainder(4).mul(250).add(249);
-    if (cfg.method === 'dpo') {
+    let timesteps = mapTimesteps(torch.randint(0, m.noise.config.numTrainTimesteps, [latents.shape[0]!], { device: latents.device }));
+    if (pairs) {
       // the same timestep and noise for both images of a pair (the perturbed noise is not shared, as in train.py)
       timesteps = timesteps.chunk(2)[0]!.repeat(2);
       noise = noise.chunk(2)[0]!.repeat(2, 1, 1, 1);
@@ -106,37 +162,26 @@ export function diffusionStep(m: DiffusionModels, batch: StepBatch, cfg: StepCon
     // 4. forward diffusion
     const noisyLatents = m.noise.addNoise(latents, perturbed ?? noise, timesteps);
 
-    // 5. conditioning
-    let encoderHiddenStates: torch.Tensor;
-    let pooledPromptEmbeds: torch.Tensor | null = null;
-    let addTimeIds: torch.Tensor | null = null;
-    if (m.kind === 'sdxl') {
-      if (!batch.captions) throw new Error('SDXL steps need the captions');
-      const res = cfg.resolution;
-      const ids = cfg.timestepMode === 'refiner' ? [res, res, 0, 0, 6.0] : [res, res, 0, 0, res, res];
-      addTimeIds = torch.tensor(ids, { dtype: cfg.weightDtype, device }).unsqueeze(0).repeat(timesteps.shape[0]!, 1);
-      const { promptEmbeds, pooled } = encodeSdxlPrompt(m, batch.captions);
-      encoderHiddenStates = cfg.method === 'dpo' ? promptEmbeds.repeat(2, 1, 1) : promptEmbeds;
-      pooledPromptEmbeds = cfg.method === 'dpo' ? pooled.repeat(2, 1) : pooled;
-    } else {
-      let ehs: torch.Tensor;
-      if (batch.encoderHiddenStates) ehs = batch.encoderHiddenStates.to({ device });
-      else {
-        if (!batch.inputIds || !m.textEncoder) throw new Error('SD steps need input ids and a text encoder (or precomputed encoder hidden states)');
-        ehs = torch.noGrad(() => m.textEncoder!.forward(batch.inputIds!.to({ device })).lastHiddenState);
-      }
-      encoderHiddenStates = cfg.method === 'dpo' ? ehs.repeat(2, 1, 1) : ehs;
-    }
-    const addedCond = m.kind === 'sdxl' ? { textEmbeds: pooledPromptEmbeds!, timeIds: addTimeIds! } : undefined;
+    // 5. conditioning, per caption, then repeated for the pair's two images
+    const c = condition(batch, device);
+    const twice = (t: torch.Tensor | null) => (t && pairs ? t.repeat(2, ...t.shape.slice(1).map(() => 1)) : t);
+    const encoderHiddenStates = twice(c.encoderHiddenStates)!;
+    const pooledPromptEmbeds = twice(c.pooledPromptEmbeds);
+    const addTimeIds = twice(c.addTimeIds);
+    const addedCond: AddedCond | undefined = pooledPromptEmbeds && addTimeIds ? { textEmbeds: pooledPromptEmbeds, timeIds: addTimeIds } : undefined;
 
     // 6-9. predictions and loss (target = noise: epsilon prediction)
     const target = noise;
-    const modelPred = m.unet.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample;
-    if (cfg.method === 'sft') {
-      return { loss: sftLoss(modelPred, target), dpo: null, latents, noise, timesteps, noisyLatents, encoderHiddenStates, pooledPromptEmbeds, addTimeIds, modelPred, refPred: null };
-    }
-    const refPred = torch.noGrad(() => m.refUnet!.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample);
+    const predict = () => m.unet.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample;
+    const modelPred = cfg.autocast ? torch.autocast(cfg.autocast, predict).float() : predict();
+    const inner = { latents, noise, timesteps, noisyLatents, encoderHiddenStates, pooledPromptEmbeds, addTimeIds, modelPred };
+    if (!pairs) return { ...inner, loss: sftLoss(modelPred, target), dpo: null, refPred: null };
+    const ref = m.refUnet!;
+    const refPred = placement.run(ref, (dev) => torch.noGrad(() => ref.forward(
+      noisyLatents.to({ device: dev }), timesteps.to({ device: dev }), encoderHiddenStates.to({ device: dev }),
+      { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } },
+    ).sample)).to({ device });
     const dpo = dpoLoss(modelPred, refPred, target, cfg.betaDpo);
-    return { loss: dpo.loss, dpo, latents, noise, timesteps, noisyLatents, encoderHiddenStates, pooledPromptEmbeds, addTimeIds, modelPred, refPred };
+    return { ...inner, loss: dpo.loss, dpo, refPred };
   });
 }

@@ -6,7 +6,7 @@ import * as torch from '../../torch/index.js';
 import { loadPipeline, loadUNet, disposePipeline } from '../../models/index.js';
 import { loadNoiseScheduleConfig, NoiseSchedule } from '../../schedulers/noise_schedule.js';
 import { CLIPTokenizer } from '../../tokenizers/clip.js';
-import { diffusionStep, type DiffusionModels } from '../../train/step.js';
+import { createDiffusionStep, type DiffusionModels } from '../../train/step.js';
 import type { FixtureCase } from '../case.js';
 import { compareTensors, type Comparison } from '../compare.js';
 import { UnsupportedCase } from './errors.js';
@@ -72,15 +72,16 @@ export function runTrainStepCase(c: FixtureCase): Comparison[] {
   };
   try {
     p.unet.train();
+    const step = createDiffusionStep(models, {
+      method: j.args.train_method, betaDpo: j.args.beta_dpo, noiseOffset: j.args.noise_offset, inputPerturbation: j.args.input_perturbation,
+      timestepMode: turbo ? 'turbo' : 'default', resolution: j.args.resolution, weightDtype: 'float32',
+    });
     j.steps.forEach((s, k) => torch.tidy(() => {
       const pre = `step${k}.`;
       torch.manualSeed(s.step_seed);
-      const r = diffusionStep(models, {
+      const r = step({
         pixelValues: c.tensor(`${pre}pixel_values`),
         ...(s.input_ids ? { inputIds: torch.tensor(s.input_ids, { dtype: 'int64' }) } : { captions: s.captions }),
-      }, {
-        method: j.args.train_method, betaDpo: j.args.beta_dpo, noiseOffset: j.args.noise_offset, inputPerturbation: j.args.input_perturbation,
-        timestepMode: turbo ? 'turbo' : 'default', resolution: j.args.resolution, weightDtype: 'float32',
       });
       check(`${pre}latents`, r.latents);
       check(`${pre}noise`, r.noise);

@@ -1,0 +1,205 @@
+// The training config: train.py's flags resolved once, with every default settled and every
+// choice that train.py makes inside its loop (SD vs SDXL, DPO vs SFT, the optimizer and whether it
+// clips, mixed precision, refiner/turbo timesteps, the device) made here, before any work. The
+// recipe reads only this; nothing downstream restates a default. `notes` lists the decisions a
+// user should see at start (what was forced, guessed or changed, and why).
+import { join } from 'node:path';
+import * as torch from '../torch/index.js';
+import { ArgsError, type ParsedTrainArgs } from './args.js';
+import type { TimestepMode } from './step.js';
+
+export interface AdamWConfig {
+  kind: 'adamw';
+  betas: [number, number];
+  eps: number;
+  weightDecay: number;
+}
+
+export interface AdafactorConfig {
+  kind: 'adafactor';
+  weightDecay: number;
+}
+
+export interface TrainConfig {
+  model: {
+    /** As given (a folder or a Hub id); resolved to a folder at setup. */
+    name: string;
+    revision: string | null;
+    vae: string | null;
+    unetInit: string | null;
+    cacheDir: string | null;
+    sdxl: boolean;
+    timestepMode: TimestepMode;
+  };
+  data: {
+    source: string;
+    split: string;
+    imageColumn: string;
+    captionColumn: string;
+    maxTrainSamples: number | null;
+    dreamlikePairsOnly: boolean;
+    resolution: number;
+    randomCrop: boolean;
+    hflip: boolean;
+    proportionEmptyPrompts: number;
+    numWorkers: number;
+  };
+  objective: {
+    method: 'dpo' | 'sft';
+    betaDpo: number;
+    noiseOffset: number;
+    inputPerturbation: number;
+  };
+  batch: {
+    /** Pairs (DPO) or images (SFT) per process and micro-step. */
+    perDevice: number;
+    accumulation: number;
+    worldSize: number;
+    rank: number;
+  };
+  schedule: {
+    /** null: num_train_epochs epochs of updates. */
+    maxTrainSteps: number | null;
+    numTrainEpochs: number;
+    /** After --scale_lr. */
+    learningRate: number;
+    lrScheduler: torch.optim.ScheduleName;
+    warmupSteps: number;
+  };
+  optimizer: AdamWConfig | AdafactorConfig;
+  /** Global gradient-norm clip on update steps; null when train.py skips it (--use_adafactor). */
+  clipGradNorm: number | null;
+  precision: {
+    mixed: 'no' | 'fp16' | 'bf16';
+    /** The dtype of the frozen models and of the trained UNet's autocast region. */
+    weightDtype: torch.DType;
+    allowTf32: boolean;
+  };
+  memory: {
+    gradientCheckpointing: boolean;
+    offloadFrozen: boolean;
+  };
+  device: torch.Device;
+  output: {
+    dir: string;
+    /** <output_dir>/<logging_dir>/<tracker_project_name>: where accelerate's TensorBoard tracker logs. */
+    logDir: string;
+    reportTo: 'tensorboard' | 'none';
+    checkpointingSteps: number;
+    checkpointsTotalLimit: number | null;
+    /** 'latest', a checkpoint folder, or null (start fresh). */
+    resume: string | null;
+    hardSkipResume: boolean;
+  };
+  /** --seed; null: the checkpoint's seed when resuming, else a random one (chosen at setup). */
+  seed: number | null;
+  /** Decisions to print at start. */
+  notes: string[];
+}
+
+export interface ConfigEnvironment {
+  env: Record<string, string | undefined>;
+  cudaDevices: number;
+}
+
+function hostEnvironment(): ConfigEnvironment {
+  return { env: process.env, cudaDevices: torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0 };
+}
+
+/** train.py decides refiner/turbo timesteps by substrings of the model name. */
+export function guessTimestepMode(modelName: string): TimestepMode {
+  return modelName.includes('refiner') ? 'refiner' : modelName.includes('turbo') ? 'turbo' : 'default';
+}
+
+function resolveDevice(flag: string, localRank: number, cudaDevices: number): torch.Device {
+  if (flag === 'cpu') {
+    if (localRank > 0) throw new ArgsError(`--local_rank ${localRank} selects a CUDA device, but this run is on the CPU (--device cpu)`);
+    return 'cpu';
+  }
+  const m = /^cuda(?::(\d+))?$/.exec(flag);
+  if (flag !== 'auto' && !m) throw new ArgsError(`--device must be auto, cpu, cuda or cuda:N; got '${flag}'`);
+  if (cudaDevices === 0) {
+    if (flag !== 'auto') throw new ArgsError(`--device ${flag}: CUDA is not available to this libtorch (diffusion-dpo doctor says why)`);
+    if (localRank > 0) throw new ArgsError(`--local_rank ${localRank} selects a CUDA device, but CUDA is not available: this run would train on the CPU`);
+    return 'cpu';
+  }
+  const index = m?.[1] !== undefined ? Number(m[1]) : Math.max(0, localRank);
+  if (index >= cudaDevices) throw new ArgsError(`CUDA device ${index} does not exist (${cudaDevices} visible)`);
+  return `cuda:${index}`;
+}
+
+export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment = hostEnvironment()): TrainConfig {
+  const notes: string[] = [];
+  const worldSize = Number(host.env.WORLD_SIZE ?? 1);
+  if (!(Number.isInteger(worldSize) && worldSize >= 1)) throw new ArgsError(`WORLD_SIZE must be a positive integer, got '${host.env.WORLD_SIZE}'`);
+  if (worldSize > 1) throw new ArgsError('multi-process training (WORLD_SIZE > 1) is not supported yet: run one process');
+  // train.py: LOCAL_RANK from the environment wins over --local_rank
+  const envLocalRank = Number(host.env.LOCAL_RANK ?? -1);
+  const localRank = envLocalRank !== -1 && Number.isInteger(envLocalRank) ? envLocalRank : a.local_rank;
+  const device = resolveDevice(a.device, localRank, host.cudaDevices);
+  const onCuda = torch.deviceType(device) === 'cuda';
+
+  let mixed = a.mixed_precision as TrainConfig['precision']['mixed'];
+  if (mixed === 'fp16' && !onCuda) {
+    if (a.given.has('mixed_precision')) {
+      throw new ArgsError('--mixed_precision fp16 needs a CUDA device (fp16 autocast and its grad scaler); on the CPU use bf16 or no');
+    }
+    notes.push('mixed precision: fp16 (the default) needs a CUDA device, so this CPU run trains in float32 (--mixed_precision bf16 for CPU autocast)');
+    mixed = 'no';
+  }
+  const weightDtype: torch.DType = mixed === 'fp16' ? 'float16' : mixed === 'bf16' ? 'bfloat16' : 'float32';
+
+  const timestepMode = (a.timestep_mode as TimestepMode | null) ?? guessTimestepMode(a.pretrained_model_name_or_path!);
+  notes.push(a.timestep_mode !== null
+    ? `timesteps: ${timestepMode} (--timestep_mode)`
+    : `timesteps: ${timestepMode} (guessed from the model name, as train.py does; --timestep_mode overrides)`);
+
+  const adafactor = a.use_adafactor || a.sdxl;
+  if (a.sdxl && !a.use_adafactor) notes.push('--sdxl: Adafactor instead of AdamW, as train.py (gradients are still clipped)');
+  const gradientCheckpointing = a.gradient_checkpointing || a.sdxl;
+  if (a.sdxl && !a.gradient_checkpointing) notes.push('--sdxl: gradient checkpointing on, as train.py');
+
+  // train.py's max_train_steps defaults to 2000 and always wins, so its --num_train_epochs never
+  // matters; here --num_train_epochs without --max_train_steps decides the run's length
+  const epochsDecide = a.given.has('num_train_epochs') && !a.given.has('max_train_steps');
+  if (epochsDecide) notes.push(`length: ${a.num_train_epochs} epoch(s) (--num_train_epochs without --max_train_steps)`);
+  const learningRate = a.scale_lr ? a.learning_rate * a.gradient_accumulation_steps * a.train_batch_size * worldSize : a.learning_rate;
+  const method = a.sft ? 'sft' : 'dpo';
+  if (method === 'dpo' && a.given.has('image_column')) {
+    throw new ArgsError('--image_column applies to SFT on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
+  }
+  const outputDir = a.output_dir;
+  return {
+    model: {
+      name: a.pretrained_model_name_or_path!, revision: a.revision, vae: a.pretrained_vae_model_name_or_path,
+      unetInit: a.unet_init || null, cacheDir: a.cache_dir, sdxl: a.sdxl, timestepMode,
+    },
+    data: {
+      source: (a.dataset_name ?? a.train_data_dir)!, split: a.split, imageColumn: a.image_column, captionColumn: a.caption_column,
+      maxTrainSamples: a.max_train_samples, dreamlikePairsOnly: a.dreamlike_pairs_only, resolution: a.resolution ?? (a.sdxl ? 1024 : 512),
+      randomCrop: a.random_crop, hflip: !a.no_hflip, proportionEmptyPrompts: a.proportion_empty_prompts, numWorkers: a.dataloader_num_workers,
+    },
+    objective: { method, betaDpo: a.beta_dpo, noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation },
+    batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: 0 },
+    schedule: {
+      maxTrainSteps: epochsDecide ? null : a.max_train_steps, numTrainEpochs: a.num_train_epochs, learningRate,
+      lrScheduler: a.lr_scheduler as torch.optim.ScheduleName, warmupSteps: a.lr_warmup_steps,
+    },
+    optimizer: adafactor
+      ? { kind: 'adafactor', weightDecay: a.adam_weight_decay }
+      : { kind: 'adamw', betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon, weightDecay: a.adam_weight_decay },
+    // train.py skips clipping only when --use_adafactor was passed, so --sdxl alone still clips
+    clipGradNorm: a.use_adafactor ? null : a.max_grad_norm,
+    precision: { mixed, weightDtype, allowTf32: a.allow_tf32 },
+    memory: { gradientCheckpointing, offloadFrozen: a.offload_frozen },
+    device,
+    output: {
+      dir: outputDir, logDir: join(outputDir, a.logging_dir, a.tracker_project_name), reportTo: a.report_to as 'tensorboard' | 'none',
+      checkpointingSteps: a.checkpointing_steps, checkpointsTotalLimit: a.checkpoints_total_limit,
+      resume: a.resume_from_checkpoint === 'none' || a.resume_from_checkpoint === '' ? null : a.resume_from_checkpoint,
+      hardSkipResume: a.hard_skip_resume,
+    },
+    seed: a.seed,
+    notes,
+  };
+}

@@ -1,0 +1,299 @@
+// The training recipe: setup (models, data, optimizer, schedule, resume) -> one state object ->
+// fit (the update loop) -> save (the final pipeline). What a run does is decided by its config
+// (config.ts) before setup starts; the update function (update.ts) owns forward, backward,
+// accumulation and the optimizer step; checkpoints (checkpoint.ts) hold everything the state
+// holds that a resumed run needs to continue bit-identically.
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import * as torch from '../torch/index.js';
+import { PreferenceDataset } from '../data/dataset.js';
+import { PairLoader } from '../data/loader.js';
+import { resolveDataset, resolveModel } from '../hub/index.js';
+import { disposePipeline, loadPipeline, loadUNet, savePipeline, type PipelineComponents } from '../models/index.js';
+import { loadNoiseScheduleConfig, NoiseSchedule } from '../schedulers/noise_schedule.js';
+import { CLIPTokenizer } from '../tokenizers/clip.js';
+import {
+  checkpointDirs, generatorStates, loadCheckpointWeights, readTrainerState, saveCheckpoint, setGeneratorStates, signatureChanges,
+  type RunSignature, type TrainerState,
+} from './checkpoint.js';
+import type { TrainConfig } from './config.js';
+import { MetricsLog } from './metrics.js';
+import { OffloadPlacement, residentPlacement, type FrozenPlacement } from './placement.js';
+import { createDiffusionStep, type DiffusionModels, type DiffusionStep } from './step.js';
+import { ResourceMonitor, type ResourceSummary } from './telemetry.js';
+import { NonFiniteLossError, runUpdate } from './update.js';
+
+export interface TrainEvents {
+  /** A line for the user (setup facts, decisions, warnings). */
+  info(msg: string): void;
+  /** After each update. */
+  update(p: { step: number; total: number; loss: number; lr: number; implicitAcc: number | null; pairsPerSecond: number }): void;
+}
+
+export interface TrainResult {
+  globalStep: number;
+  history: Record<string, number>[];
+  outputDir: string;
+  stoppedBy: 'done' | 'signal';
+  resources: ResourceSummary;
+}
+
+/** Everything a run holds; a checkpoint is this minus what setup rebuilds from the config. */
+export interface TrainState {
+  readonly config: TrainConfig;
+  readonly pipeline: PipelineComponents;
+  readonly models: DiffusionModels;
+  readonly placement: FrozenPlacement;
+  readonly step: DiffusionStep;
+  /** The trained parameters (the UNet's). */
+  readonly params: torch.Tensor[];
+  readonly optimizer: torch.optim.Optimizer<{ lr: number }>;
+  readonly schedule: torch.optim.LRScheduler;
+  readonly scaler: torch.GradScaler | null;
+  readonly dataset: PreferenceDataset;
+  readonly loader: PairLoader;
+  readonly metrics: MetricsLog;
+  readonly monitor: ResourceMonitor;
+  readonly signature: RunSignature;
+  readonly plan: { maxSteps: number; maxEpochs: number; updatesPerEpoch: number };
+  progress: { globalStep: number; history: Record<string, number>[] };
+}
+
+function mb(n: number): string {
+  return `${n.toFixed(0)} MB`;
+}
+
+/** The checkpoint to resume from, if any: 'latest' finds none in a fresh output folder. */
+function findResume(config: TrainConfig): string | null {
+  const r = config.output.resume;
+  if (r === null) return null;
+  if (r === 'latest') return checkpointDirs(config.output.dir).pop()?.path ?? null;
+  if (!existsSync(join(r, 'trainer_state.json'))) throw new Error(`--resume_from_checkpoint ${r}: no such checkpoint (no trainer_state.json there)`);
+  return r;
+}
+
+async function loadModels(config: TrainConfig, events: TrainEvents): Promise<{ pipeline: PipelineComponents; models: DiffusionModels; placement: FrozenPlacement; modelPath: string }> {
+  const { model, device, precision, memory } = config;
+  const cacheDir = model.cacheDir ?? undefined;
+  const modelPath = await resolveModel(model.name, { revision: model.revision ?? undefined, cacheDir });
+  const unetSource = model.unetInit ? await resolveModel(model.unetInit, { cacheDir }) : modelPath;
+  const vaeFolder = model.vae ? await resolveModel(model.vae, { cacheDir }) : undefined;
+  const pipeline = loadPipeline(modelPath, { device: 'cpu', unetFolder: join(unetSource, 'unet'), vaeFolder });
+  if (model.sdxl !== (pipeline.kind === 'sdxl')) {
+    disposePipeline(pipeline);
+    throw new Error(`${modelPath} is a${pipeline.kind === 'sdxl' ? 'n SDXL' : ' Stable Diffusion 1.x/2.x'} pipeline: ${model.sdxl ? 'drop' : 'add'} --sdxl`);
+  }
+  const refUnet = config.objective.method === 'dpo' ? loadUNet(join(unetSource, 'unet'), { device: 'cpu', dtype: precision.weightDtype }) : null;
+  // the trained UNet stays float32 (mixed precision autocasts its forward); the frozen models run in the weight dtype
+  pipeline.unet.to(device).train();
+  if (memory.gradientCheckpointing) pipeline.unet.enableGradientCheckpointing();
+  const frozen = [pipeline.vae, pipeline.textEncoder, pipeline.textEncoder2, refUnet].filter((m): m is NonNullable<typeof m> => m !== null);
+  for (const m of frozen) m.to(precision.weightDtype).requiresGrad_(false).eval();
+  let placement: FrozenPlacement = residentPlacement;
+  if (memory.offloadFrozen) {
+    const offload = new OffloadPlacement(device);
+    for (const m of frozen) offload.place(m);
+    placement = offload;
+  } else {
+    for (const m of frozen) m.to(device);
+  }
+  const noise = new NoiseSchedule(loadNoiseScheduleConfig(join(modelPath, 'scheduler')));
+  if (model.timestepMode === 'turbo') noise.enforceZeroTerminalSnr();
+  const tokenizer = existsSync(join(modelPath, 'tokenizer')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer')) : null;
+  const tokenizer2 = existsSync(join(modelPath, 'tokenizer_2')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer_2')) : null;
+  const models: DiffusionModels = {
+    kind: pipeline.kind, unet: pipeline.unet, refUnet, vae: pipeline.vae, textEncoder: pipeline.textEncoder,
+    textEncoder2: pipeline.textEncoder2, tokenizer, tokenizer2, noise,
+  };
+  events.info(`model: ${modelPath} (${pipeline.kind === 'sdxl' ? 'SDXL' : 'SD'}, UNet ${(pipeline.unet.numParameters() / 1e6).toFixed(1)} M parameters` +
+    `${model.unetInit ? `, from ${unetSource}` : ''}); frozen models ${placement.kind === 'offload' ? 'offloaded to host memory' : 'resident'} in ${precision.weightDtype}; ` +
+    `gradient checkpointing ${memory.gradientCheckpointing ? 'on' : 'off'}`);
+  return { pipeline, models, placement, modelPath };
+}
+
+async function loadData(config: TrainConfig, models: DiffusionModels, seed: number, events: TrainEvents): Promise<{ dataset: PreferenceDataset; loader: PairLoader; sourcePath: string }> {
+  const d = config.data;
+  const sourcePath = await resolveDataset(d.source, { split: d.split, cacheDir: config.model.cacheDir ?? undefined });
+  const dataset = await PreferenceDataset.open(sourcePath, {
+    split: d.split, dreamlikePairsOnly: d.dreamlikePairsOnly, maxTrainSamples: d.maxTrainSamples ?? undefined, seed,
+    method: config.objective.method, columns: { caption: d.captionColumn, image: d.imageColumn },
+  });
+  events.info(`data: ${dataset.stats.source}; ${dataset.stats.rowsRead} rows read, eliminated ${dataset.stats.tiesRemoved}/${dataset.stats.rowsRead} split decisions, ${dataset.stats.kept} kept`);
+  const tokenizer = models.tokenizer;
+  const loader = new PairLoader(dataset, {
+    batchSize: config.batch.perDevice, resolution: d.resolution, seed, randomCrop: d.randomCrop, hflip: d.hflip,
+    proportionEmptyPrompts: d.proportionEmptyPrompts, numWorkers: d.numWorkers, rank: config.batch.rank, worldSize: config.batch.worldSize,
+    // SD tokenizes in the loader; SDXL passes raw captions to the step, as train.py
+    tokenize: models.kind === 'sd' && tokenizer ? (caps) => tokenizer.encodeBatch(caps).map((e) => e.inputIds) : null,
+  });
+  return { dataset, loader, sourcePath };
+}
+
+function makeOptimizer(config: TrainConfig, params: torch.Tensor[]): torch.optim.Optimizer<{ lr: number }> {
+  const o = config.optimizer;
+  const lr = config.schedule.learningRate;
+  if (o.kind === 'adafactor') {
+    // train.py: Adafactor(lr, weight_decay, clip_threshold=1.0, scale_parameter=False, relative_step=False)
+    return new torch.optim.Adafactor(params, { lr, weightDecay: o.weightDecay, clipThreshold: 1.0, scaleParameter: false, relativeStep: false });
+  }
+  return new torch.optim.AdamW(params, { lr, betas: o.betas, weightDecay: o.weightDecay, eps: o.eps, fused: torch.deviceType(config.device) === 'cuda' });
+}
+
+/** Builds the state: models, data, optimizer and schedule, then the checkpoint's state when resuming. */
+export async function setup(config: TrainConfig, events: TrainEvents): Promise<TrainState> {
+  for (const n of config.notes) events.info(n);
+  const { device } = config;
+  const monitor = new ResourceMonitor(device);
+  events.info(`device: ${device}${torch.deviceType(device) === 'cuda' ? '' : ` (${torch.getNumThreads()} threads)`}`);
+  if (config.precision.allowTf32) torch.setAllowTF32(true);
+  mkdirSync(config.output.dir, { recursive: true });
+
+  // the checkpoint's seed continues a run started without --seed
+  const resumePath = findResume(config);
+  const saved = resumePath ? readTrainerState(resumePath) : null;
+  const seed = config.seed ?? saved?.signature?.seed ?? Math.floor(Math.random() * 2 ** 31);
+  torch.manualSeed(seed + config.batch.rank); // train.py: set_seed(seed + process index)
+
+  const { pipeline, models, placement } = await loadModels(config, events);
+  const { dataset, loader, sourcePath } = await loadData(config, models, seed, events);
+  const updatesPerEpoch = Math.ceil(loader.stepsPerEpoch / config.batch.accumulation);
+  if (updatesPerEpoch === 0) throw new Error(`the dataset has ${dataset.length} usable rows: fewer than one batch of ${config.batch.perDevice}`);
+  const maxSteps = config.schedule.maxTrainSteps ?? config.schedule.numTrainEpochs * updatesPerEpoch;
+  const plan = { maxSteps, maxEpochs: Math.ceil(maxSteps / updatesPerEpoch), updatesPerEpoch };
+  const { batch, schedule: sc } = config;
+  events.info(`plan: ${maxSteps} updates of ${batch.perDevice} x ${batch.accumulation} x ${batch.worldSize} = ${batch.perDevice * batch.accumulation * batch.worldSize} ` +
+    `${config.objective.method === 'dpo' ? 'pairs' : 'images'} (${plan.maxEpochs} epoch(s) of ${updatesPerEpoch}); lr ${sc.learningRate.toExponential(2)} ${sc.lrScheduler}; ` +
+    `${config.optimizer.kind === 'adamw' ? 'AdamW' : 'Adafactor'}${config.clipGradNorm === null ? ', no clipping' : `, clip ${config.clipGradNorm}`}; mixed precision ${config.precision.mixed}`);
+
+  const params = pipeline.unet.parameters();
+  const optimizer = makeOptimizer(config, params);
+  const w = batch.worldSize;
+  const schedule = torch.optim.getScheduler(sc.lrScheduler, optimizer, { numWarmupSteps: sc.warmupSteps * w, numTrainingSteps: maxSteps * w });
+  const scaler = config.precision.mixed === 'fp16' ? new torch.GradScaler(device) : null;
+  const signature: RunSignature = {
+    train_batch_size: batch.perDevice, gradient_accumulation_steps: batch.accumulation, world_size: w, method: config.objective.method,
+    resolution: config.data.resolution, seed, learning_rate: sc.learningRate, lr_scheduler: sc.lrScheduler, lr_warmup_steps: sc.warmupSteps,
+    optimizer: config.optimizer.kind,
+    dataset: {
+      source: sourcePath, split: config.data.split, rows_read: dataset.stats.rowsRead, kept: dataset.stats.kept,
+      max_train_samples: config.data.maxTrainSamples, dreamlike_pairs_only: config.data.dreamlikePairsOnly,
+    },
+  };
+  const step = createDiffusionStep(models, {
+    method: config.objective.method, betaDpo: config.objective.betaDpo, noiseOffset: config.objective.noiseOffset,
+    inputPerturbation: config.objective.inputPerturbation, timestepMode: config.model.timestepMode, resolution: config.data.resolution,
+    weightDtype: config.precision.weightDtype, placement,
+    autocast: config.precision.mixed === 'no' ? null : { device, dtype: config.precision.weightDtype },
+  });
+  const state: TrainState = {
+    config, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, signature, plan,
+    metrics: new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')),
+    progress: { globalStep: 0, history: [] },
+  };
+  if (resumePath && saved) restore(state, resumePath, saved, events);
+  const mem = monitor.deviceMemoryMb();
+  if (mem) events.info(`device memory after setup: ${mb(mem.allocated)} allocated, ${mb(mem.reserved)} reserved`);
+  return state;
+}
+
+function restore(s: TrainState, path: string, saved: ReturnType<typeof readTrainerState>, events: TrainEvents): void {
+  if (saved.signature) {
+    const changes = signatureChanges(saved.signature, s.signature);
+    if (changes.length) {
+      throw new Error(`cannot resume from ${path}: the run's settings changed (${changes.join('; ')}). ` +
+        'A resumed run must see the same batches in the same order: restore those settings, or start a new run in another --output_dir (or with --resume_from_checkpoint none)');
+    }
+  } else {
+    events.info(`${path} predates run signatures: its batch size, accumulation and dataset are not checked against this run's`);
+  }
+  const st = saved.state;
+  loadCheckpointWeights(path, s.pipeline.unet, s.optimizer);
+  s.schedule.loadStateDict(st.scheduler as { name: torch.optim.ScheduleName; lastEpoch: number });
+  if (st.scaler && s.scaler) s.scaler.loadStateDict(st.scaler);
+  // --hard_skip_resume (train.py) restarts the interrupted epoch's data instead of continuing it
+  s.loader.setState(s.config.output.hardSkipResume ? { epoch: st.loader.epoch, cursor: 0, step: 0 } : st.loader);
+  const missing = setGeneratorStates(st.generators);
+  if (missing.length) events.info(`the random state of ${missing.join(', ')} was not restored (no such device here): the resumed run's noise differs from an uninterrupted one's`);
+  s.progress = { globalStep: st.globalStep, history: st.history };
+  events.info(`resumed from ${path} at step ${st.globalStep}${s.config.output.hardSkipResume ? ' (--hard_skip_resume: the epoch\'s data starts over)' : ''}`);
+}
+
+function checkpointState(s: TrainState): TrainerState {
+  return {
+    version: 2, globalStep: s.progress.globalStep, loader: s.loader.state(),
+    scheduler: { name: s.schedule.name, lastEpoch: s.schedule.lastEpoch }, scaler: s.scaler?.stateDict() ?? null,
+    generators: generatorStates(), run: s.signature, history: s.progress.history,
+  };
+}
+
+export function saveState(s: TrainState, events: TrainEvents): string {
+  const path = saveCheckpoint(s.config.output.dir, s.progress.globalStep, s.pipeline.unet, s.optimizer, checkpointState(s), s.config.output.checkpointsTotalLimit);
+  events.info(`saved ${path}`);
+  return path;
+}
+
+/** The update loop: until max steps, a signal (checkpoint, then stop) or a non-finite loss (stop with the last good state). */
+export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSignal): Promise<TrainResult['stoppedBy']> {
+  const { maxSteps } = s.plan;
+  try {
+    while (s.progress.globalStep < maxSteps) {
+      if (signal?.aborted) {
+        saveState(s, events);
+        return 'signal';
+      }
+      const t0 = performance.now();
+      const u = await runUpdate(s);
+      if (!u) break; // epochs exhausted
+      const step = ++s.progress.globalStep;
+      const { pairs, ...logged } = u;
+      const row: Record<string, number> = { step, ...logged, ...s.monitor.window(pairs, (performance.now() - t0) / 1000) };
+      s.progress.history.push(row);
+      s.metrics.log(step, row);
+      events.update({ step, total: maxSteps, loss: u.train_loss, lr: u.lr, implicitAcc: u.implicit_acc_accumulated ?? null, pairsPerSecond: row.pairs_per_s! });
+      if (step % s.config.output.checkpointingSteps === 0) saveState(s, events);
+      await new Promise((r) => setImmediate(r)); // let finalizers, I/O and signals run between updates
+    }
+  } catch (e) {
+    if (e instanceof NonFiniteLossError) {
+      // nothing of this update was applied: the weights are the last good state
+      const path = saveState(s, events);
+      throw new Error(`${e.message}: training stopped; the last good state is saved in ${path}`, { cause: e });
+    }
+    throw e;
+  }
+  return 'done';
+}
+
+/** Writes the final pipeline (diffusers layout, the trained UNet in it), the report, and frees the state. */
+export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'], events: TrainEvents): Promise<TrainResult> {
+  if (stoppedBy === 'done') {
+    savePipeline(s.config.output.dir, s.pipeline);
+    events.info(`saved the pipeline to ${s.config.output.dir}`);
+  }
+  const resources = s.monitor.summary();
+  events.info(`resources: ${resources.pairs_per_s.toFixed(2)} pairs/s on average; host peak RSS ${mb(resources.host_peak_rss_mb)}` +
+    (resources.cuda_peak_allocated_mb !== undefined ? `; device peak ${mb(resources.cuda_peak_allocated_mb)} allocated, ${mb(resources.cuda_peak_reserved_mb!)} reserved` : ''));
+  s.metrics.close(s.progress.history, resources);
+  return { globalStep: s.progress.globalStep, history: s.progress.history, outputDir: s.config.output.dir, stoppedBy, resources };
+}
+
+export async function teardown(s: TrainState): Promise<void> {
+  await s.loader.close();
+  s.optimizer.dispose();
+  s.scaler?.dispose();
+  s.models.noise.dispose();
+  s.models.refUnet?.dispose();
+  if (s.placement instanceof OffloadPlacement) s.placement.dispose();
+  disposePipeline(s.pipeline);
+}
+
+/** setup -> fit -> save. */
+export async function train(config: TrainConfig, events: TrainEvents, o: { signal?: AbortSignal } = {}): Promise<TrainResult> {
+  const state = await setup(config, events);
+  try {
+    const stoppedBy = await fit(state, events, o.signal);
+    return await finish(state, stoppedBy, events);
+  } finally {
+    await teardown(state);
+  }
+}
