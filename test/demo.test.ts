@@ -21,3 +21,20 @@ test('diffusion-dpo demo: accuracy rises, outputs are written', { skip: process.
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('demo flags pass through with or without --output_dir, and in the --flag=value form', async () => {
+  const { runDemo } = await import('./helpers/train_cli.js');
+  const cwd = mkdtempSync(join(tmpdir(), 'dpo-demo-flags-'));
+  try {
+    // without --output_dir the first flag used to be dropped ("unexpected argument '2'")
+    const a = await runDemo(['--max_train_steps', '1', '--checkpointing_steps', '1'], cwd);
+    assert.equal(a.code, 0, a.err);
+    assert.equal((JSON.parse(a.out) as { steps: number }).steps, 1);
+    assert.ok(existsSync(join(cwd, 'demo-run', 'checkpoint-1')));
+    const b = await runDemo(['--output_dir=elsewhere', '--max_train_steps=1', '--checkpointing_steps=1'], cwd);
+    assert.equal(b.code, 0, b.err);
+    assert.ok(existsSync(join(cwd, 'elsewhere', 'checkpoint-1')));
+  } finally {
+    rmSync(cwd, { recursive: true, force: true });
+  }
+});

@@ -192,7 +192,8 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   };
   if (resumePath && saved) restore(state, resumePath, saved, events);
   const mem = monitor.deviceMemoryMb();
-  if (mem) events.info(`device memory after setup: ${mb(mem.allocated)} allocated, ${mb(mem.reserved)} reserved`);
+  events.info(`memory after setup: host RSS ${mb(process.memoryUsage().rss / 2 ** 20)}` +
+    (mem ? `; ${device} ${mb(mem.allocated)} allocated, ${mb(mem.reserved)} reserved` : ''));
   return state;
 }
 

@@ -8,15 +8,25 @@ import { projectRoot } from './fixtures.js';
 
 export const bin = join(projectRoot, 'bin', 'diffusion-dpo.js');
 
-export function runTrain(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; err: string; out: string }> {
+export interface CliRun {
+  code: number | null;
+  err: string;
+  out: string;
+}
+
+function runCli(argv: string[], o: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [bin, 'train', ...args], { env: { ...process.env, DPO_NUM_THREADS: '1', ...env } });
+    const p = spawn(process.execPath, [bin, ...argv], { cwd: o.cwd, env: { ...process.env, DPO_NUM_THREADS: '1', ...o.env } });
     let err = '';
     let out = '';
     p.stderr.on('data', (d) => (err += d));
     p.stdout.on('data', (d) => (out += d));
     p.on('close', (code) => resolve({ code, err, out }));
   });
+}
+
+export function runTrain(args: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runCli(['train', ...args], { env });
 }
 
 /** The rows of a run's metrics.jsonl (logs/<tracker_project_name>/). */
@@ -33,4 +43,8 @@ export function assertSameUNet(a: string, b: string, what: string): void {
     const differing = [...x].filter(([k, t]) => !Buffer.from(t.toTypedArray().buffer).equals(Buffer.from(y.get(k)!.toTypedArray().buffer))).map(([k]) => k);
     assert.deepEqual(differing, [], `${what}: UNet tensors that differ`);
   });
+}
+
+export function runDemo(args: string[], cwd: string): Promise<CliRun> {
+  return runCli(['demo', ...args], { cwd });
 }
