@@ -2,15 +2,24 @@
 // Builds the libtorch addon with cmake-js against the libtorch that find-libtorch.js chooses.
 // Skips the build when the addon is newer than every native source and was built against the
 // same libtorch (recorded in build/torch-stamp.json), so repeated runs are quick.
+//
+//   node scripts/build-native.js [--force] [--out DIR]   (--out: build elsewhere, e.g. against another libtorch)
+//
+// A CUDA libtorch (lib/libtorch_cuda.so) is linked by paths rather than through CMake's
+// find_package(Torch): Caffe2's CMake config of a CUDA wheel wants nvcc and a CUDA toolkit at
+// configure time (pytorch#133293) and links that toolkit's runtime beside the wheel's own, while
+// the addon has no CUDA code and needs neither. DPO_TORCH_PATHS_MODE=1 / 0 forces either way.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findLibtorch } from './find-libtorch.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const addon = join(root, 'native', 'build', 'Release', 'dpo_torch.node');
-const stampFile = join(root, 'native', 'build', 'torch-stamp.json');
+const outIndex = process.argv.indexOf('--out');
+const buildDir = outIndex > 0 ? resolve(process.argv[outIndex + 1]) : join(root, 'native', 'build');
+const addon = join(buildDir, 'Release', 'dpo_torch.node');
+const stampFile = join(buildDir, 'torch-stamp.json');
 
 function newestSource() {
   const dir = join(root, 'native', 'src');
@@ -20,30 +29,31 @@ function newestSource() {
 }
 
 const torch = findLibtorch();
-const stamp = JSON.stringify({ dir: torch.dir, version: torch.version });
+const pathsMode = process.env.DPO_TORCH_PATHS_MODE === '1' || (process.env.DPO_TORCH_PATHS_MODE !== '0' && torch.cuda);
+const stamp = JSON.stringify({ dir: torch.dir, version: torch.version, pathsMode });
 const force = process.argv.includes('--force');
 if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp &&
     statSync(addon).mtimeMs > newestSource()) {
   process.exit(0);
 }
 
-console.error(`[build-native] building the addon against libtorch ${torch.version} (${torch.dir})`);
+console.error(`[build-native] building the addon against libtorch ${torch.version}${torch.cuda ? ' (CUDA)' : ''} (${torch.dir})` +
+  `${pathsMode ? ', linked by paths' : ''}${outIndex > 0 ? ` into ${buildDir}` : ''}`);
 const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
 const defines = [
   `--CDCMAKE_PREFIX_PATH=${torch.dir};${join(torch.dir, 'share', 'cmake')}`,
   `--CDDPO_CXX11_ABI=${torch.cxx11Abi ? 1 : 0}`,
 ];
-if (process.env.DPO_TORCH_PATHS_MODE === '1') {
-  defines.push('--CDDPO_TORCH_PATHS_MODE=ON', `--CDDPO_TORCH_DIR=${torch.dir}`);
-}
+if (pathsMode) defines.push('--CDDPO_TORCH_PATHS_MODE=ON', `--CDDPO_TORCH_DIR=${torch.dir}`);
 const jobs = process.env.DPO_BUILD_JOBS ?? '2';
-const result = spawnSync(process.execPath, [cmakeJs, 'compile', '-d', 'native', '--parallel', jobs, ...defines], {
+const result = spawnSync(process.execPath, [cmakeJs, 'compile', '-d', 'native', '-O', buildDir, '--parallel', jobs, ...defines], {
   cwd: root,
   stdio: ['ignore', 'inherit', 'inherit'],
   env: { ...process.env, CMAKE_BUILD_PARALLEL_LEVEL: jobs },
 });
 if (result.status !== 0) {
-  console.error('[build-native] the addon build failed (see the compiler output above).');
+  console.error('[build-native] the addon build failed (see the compiler output above). To build against another libtorch, ' +
+    'set LIBTORCH to its folder (a libtorch 2.x or a Python torch package); DPO_TORCH_PATHS_MODE=1 links it by paths without CMake\'s Torch config.');
   process.exit(result.status ?? 1);
 }
 writeFileSync(stampFile, stamp);

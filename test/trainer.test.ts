@@ -179,19 +179,45 @@ describe('robustness and options', () => {
     assert.ok(existsSync(join(out, `checkpoint-${step - 1}`)));
   });
 
-  test('SIGINT saves a checkpoint at the end of the update and exits with 130', async () => {
-    const out = join(dir, 'sigint');
-    const p = spawn(process.execPath, [bin, 'train', ...flags(out, ['--max_train_steps', '1000', '--checkpointing_steps', '1000'])], { env: { ...process.env, DPO_NUM_THREADS: '1' } });
+  for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+    test(`${signal} saves a checkpoint at the end of the update and exits with ${code}`, async () => {
+      const out = join(dir, signal);
+      const p = spawn(process.execPath, [bin, 'train', ...flags(out, ['--max_train_steps', '1000', '--checkpointing_steps', '1000'])], { env: { ...process.env, DPO_NUM_THREADS: '1' } });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => {
+        err += d;
+        if (/step 10\//.test(err) && !p.killed) p.kill(signal);
+      });
+      const exit = await new Promise<number | null>((r) => p.on('close', r));
+      assert.equal(exit, code, err);
+      assert.match(err, new RegExp(`${signal}: saving a checkpoint at the end of this update`));
+      const saved = readdirSync(out).filter((d) => d.startsWith('checkpoint-'));
+      assert.equal(saved.length, 1, err);
+      assert.ok(Number(saved[0]!.split('-')[1]) >= 10);
+    });
+  }
+
+  test('a second signal exits at once', async () => {
+    const out = join(dir, 'twice');
+    // long updates (a whole epoch of 12 micro-steps each), so that the second signal lands inside one
+    const p = spawn(process.execPath, [bin, 'train', ...flags(out, ['--max_train_steps', '1000', '--checkpointing_steps', '1000', '--gradient_accumulation_steps', '12'])],
+      { env: { ...process.env, DPO_NUM_THREADS: '1' } });
     let err = '';
+    let sent = 0;
     p.stderr.on('data', (d: Buffer) => {
       err += d;
-      if (/step 10\//.test(err) && !p.killed) p.kill('SIGINT');
+      if (sent === 0 && /step 10\//.test(err)) {
+        sent = 1;
+        p.kill('SIGTERM');
+      } else if (sent === 1 && /SIGTERM: saving a checkpoint/.test(err)) {
+        sent = 2;
+        p.kill('SIGINT');
+      }
     });
-    const code = await new Promise<number | null>((r) => p.on('close', r));
-    assert.equal(code, 130, err);
-    const saved = readdirSync(out).filter((d) => d.startsWith('checkpoint-'));
-    assert.equal(saved.length, 1, err);
-    assert.ok(Number(saved[0]!.split('-')[1]) >= 10);
+    const exit = await new Promise<number | null>((r) => p.on('close', r));
+    assert.equal(exit, 130, err);
+    assert.match(err, /SIGINT again: exiting at once/);
+    assert.ok(!existsSync(out) || readdirSync(out).every((d) => !d.startsWith('checkpoint-')), 'no checkpoint: the update was cut short');
   });
 
   test('a --config file supplies flags; bf16 autocast runs on the CPU', async () => {

@@ -8,6 +8,7 @@ import { writeTinyPipeline, writeWarmPreferenceSet } from '../train/demo_assets.
 import { train, type TrainEvents } from '../train/recipe.js';
 import { CliError } from './errors.js';
 import type { Command } from './main.js';
+import { gracefulStop } from './signals.js';
 
 function consoleEvents(): TrainEvents {
   const t0 = Date.now();
@@ -35,22 +36,16 @@ async function runTraining(argv: string[]): Promise<number> {
     if (e instanceof ArgsError) throw new CliError(`${e.message}\nRun 'diffusion-dpo train --help' for the flags.`, 2);
     throw e;
   }
-  const abort = new AbortController();
-  const onSigint = () => {
-    console.error('\n[train] interrupted: saving a checkpoint at the end of this update, then stopping (Ctrl-C again to quit at once)');
-    abort.abort();
-    process.once('SIGINT', () => process.exit(130));
-  };
-  process.once('SIGINT', onSigint);
+  const stop = gracefulStop('saving a checkpoint at the end of this update', (m) => console.error(`\n[train] ${m}`));
   try {
-    const r = await train(config, consoleEvents(), { signal: abort.signal });
+    const r = await train(config, consoleEvents(), { signal: stop.signal });
     const last = r.history[r.history.length - 1];
     console.log(JSON.stringify({ output_dir: r.outputDir, steps: r.globalStep, stopped_by: r.stoppedBy, last }, null, 2));
-    return r.stoppedBy === 'signal' ? 130 : 0;
+    return r.stoppedBy === 'signal' ? (stop.exitCode ?? 130) : 0;
   } catch (e) {
     throw new CliError((e as Error).message);
   } finally {
-    process.removeListener('SIGINT', onSigint);
+    stop.dispose();
   }
 }
 

@@ -236,10 +236,12 @@ export function saveState(s: TrainState, events: TrainEvents): string {
 /** The update loop: until max steps, a signal (checkpoint, then stop) or a non-finite loss (stop with the last good state). */
 export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSignal): Promise<TrainResult['stoppedBy']> {
   const { maxSteps } = s.plan;
+  const startStep = s.progress.globalStep;
   try {
     while (s.progress.globalStep < maxSteps) {
       if (signal?.aborted) {
-        saveState(s, events);
+        if (s.progress.globalStep > startStep) saveState(s, events);
+        else events.info('stopped before the first update: nothing new to save');
         return 'signal';
       }
       const t0 = performance.now();

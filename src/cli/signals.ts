@@ -1,0 +1,42 @@
+// Graceful stops for long jobs. SIGINT (Ctrl-C) and SIGTERM (what SLURM, Kubernetes, systemd and
+// `timeout` send) both ask the job to stop at its next safe point (training: the end of the
+// current update, after saving a checkpoint); the exit code then says which signal it was (130,
+// 143: 128 + the signal number, as a shell reports a killed process). A second signal of either
+// kind exits at once.
+const EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+type StopSignal = keyof typeof EXIT_CODES;
+
+export interface GracefulStop {
+  readonly signal: AbortSignal;
+  /** The exit code of the signal that asked to stop, or null. */
+  readonly exitCode: number | null;
+  dispose(): void;
+}
+
+export function gracefulStop(what: string, log: (msg: string) => void): GracefulStop {
+  const abort = new AbortController();
+  let received: StopSignal | null = null;
+  const handlers = new Map<StopSignal, () => void>();
+  for (const sig of Object.keys(EXIT_CODES) as StopSignal[]) {
+    const handler = () => {
+      if (received) {
+        log(`${sig} again: exiting at once`);
+        process.exit(EXIT_CODES[sig]);
+      }
+      received = sig;
+      log(`${sig}: ${what}, then stopping (send it again to quit at once)`);
+      abort.abort();
+    };
+    handlers.set(sig, handler);
+    process.on(sig, handler);
+  }
+  return {
+    signal: abort.signal,
+    get exitCode() {
+      return received ? EXIT_CODES[received] : null;
+    },
+    dispose() {
+      for (const [sig, h] of handlers) process.removeListener(sig, h);
+    },
+  };
+}
