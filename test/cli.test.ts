@@ -106,8 +106,42 @@ describe('diffusion-dpo data', () => {
     const px = (x: number) => data.subarray((16 * 64 + x) * info.channels, (16 * 64 + x) * info.channels + 3);
     assert.ok(px(8)[0]! > px(8)[2]!, 'left: the warm preferred image');
     assert.ok(px(40)[2]! > px(40)[0]!, 'right: the cool dispreferred image');
+    assert.match((JSON.parse(r.out) as { images: string }).images, /not decoded/, 'the plain summary says it did not decode images');
     const bad = cli('data', join(dir, 'nothing-here'));
     assert.equal(bad.code, 1);
     assert.match(bad.err, /nothing-here: no such file or folder/);
+  });
+
+  test('--verify decodes every image and reports exactly the unusable rows; --write_exclude and --exclude_rows', async () => {
+    const { makeRows, writeShard } = await import('./helpers/pickapic.js');
+    const src = join(dir, 'verify', 'data');
+    mkdirSync(src, { recursive: true });
+    // two Pick-a-Pic-schema shards; the damage sits at known rows (ids count across shards)
+    const rows = await makeRows(20);
+    const truncated = rows[0]!.jpg0!.subarray(0, 300);
+    const damage: Record<number, (r: (typeof rows)[number]) => (typeof rows)[number]> = {
+      2: (r) => ({ ...r, jpg0: new Uint8Array([0xff, 0xd8, 1, 2, 3]) }), // not a JPEG after its marker
+      7: (r) => ({ ...r, jpg1: truncated }), // truncated JPEG
+      11: (r) => ({ ...r, jpg1: null }), // missing image
+      13: (r) => ({ ...r, caption: null }), // null caption
+      18: (r) => ({ ...r, label0: 0.3, label1: 0.7 }), // label outside {0, 0.5, 1}
+    };
+    const damaged = rows.map((r, i) => (damage[i] ? damage[i]!(r) : r));
+    writeShard(join(src, 'train-00000-of-00002.parquet'), damaged.slice(0, 10), { rowGroupSize: 4 });
+    writeShard(join(src, 'train-00001-of-00002.parquet'), damaged.slice(10), { rowGroupSize: 4, imageStruct: true });
+    const exclude = join(dir, 'exclude.jsonl');
+    const r = cli('data', join(dir, 'verify'), '--verify', '--write_exclude', exclude);
+    assert.equal(r.code, 3, r.err);
+    const v = (JSON.parse(r.out) as { verify: { rows_checked: number; images_decoded: number; ids: number[]; by_reason: Record<string, number> } }).verify;
+    assert.deepEqual(v.ids, [2, 7, 11, 13, 18]);
+    assert.deepEqual(v.by_reason, { undecodable_image: 2, missing_image: 1, null_caption: 1, bad_label: 1 });
+    assert.equal(v.rows_checked, 19, 'the row with a bad label is dropped by the scan, the others are read');
+    assert.equal(v.images_decoded, 2 * 15 + 1 + 1, 'both images of the 15 good rows, and the first of rows 7 and 11');
+    assert.match(r.err, /verify: 19\/19 rows, 5 unusable/);
+    const clean = cli('data', join(dir, 'verify'), '--verify', '--exclude_rows', exclude);
+    assert.equal(clean.code, 0, clean.err);
+    assert.deepEqual((JSON.parse(clean.out) as { excluded: number; verify: { ids: number[] } }).verify.ids, []);
+    assert.equal((JSON.parse(clean.out) as { excluded: number }).excluded, 5);
+    assert.equal(cli('data', join(dir, 'verify'), '--write_exclude', exclude).code, 2, '--write_exclude without --verify');
   });
 });

@@ -78,6 +78,8 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   timestep_mode: { args: ['--timestep_mode', 'turbo'] },
   offload_frozen: { args: ['--offload_frozen'] },
   device: { args: ['--device', 'cpu'], host: TWO_GPUS },
+  max_bad_fraction: { args: ['--max_bad_fraction', '0.2'] },
+  exclude_rows: { args: ['--exclude_rows', 'bad.txt'] },
 };
 
 function diff(a: unknown, b: unknown, path = ''): string[] {

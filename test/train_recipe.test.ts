@@ -136,3 +136,52 @@ describe('logs and data options', () => {
     assert.match(dpo.err, /single images, not preference pairs; DPO needs pairs/);
   });
 });
+
+describe('bad data', () => {
+  test('a damaged row group is skipped and counted, its rows listed; too many bad rows stop the run with a checkpoint', async () => {
+    const { makeRows, writeShard } = await import('./helpers/pickapic.js');
+    const { parquetMetadata } = await import('hyparquet');
+    const folder = join(dir, 'damaged');
+    mkdirSync(folder, { recursive: true });
+    const shard = join(folder, 'train-00000.parquet');
+    writeShard(shard, await makeRows(24), { rowGroupSize: 8 });
+    // overwrite the start of row group 1's jpg_0 column chunk (its page header); the footer stays intact
+    const bytes = readFileSync(shard);
+    const meta = parquetMetadata(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+    const chunk = meta.row_groups[1]!.columns.find((c) => c.meta_data!.path_in_schema[0] === 'jpg_0')!.meta_data!;
+    bytes.fill(0xff, Number(chunk.data_page_offset), Number(chunk.data_page_offset) + 24);
+    writeFileSync(shard, bytes);
+    const args = (out: string, extra: string[]) => flags(out, ['--dataset_name', folder, '--max_train_steps', '8', '--gradient_accumulation_steps', '1', '--checkpointing_steps', '100', ...extra]);
+    const tolerant = join(dir, 'damaged-ok');
+    const ok = await runTrain(args(tolerant, ['--max_bad_fraction', '0.5']));
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.err, /unusable rows: 8 \(unreadable_row 8\), listed in .*bad_rows\.jsonl/);
+    const listed = readFileSync(join(tolerant, 'bad_rows.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { row: number; reason: string; detail: string });
+    assert.deepEqual(listed.map((b) => b.row).sort((a, b) => a - b), [8, 9, 10, 11, 12, 13, 14, 15]);
+    assert.ok(listed.every((b) => b.reason === 'unreadable_row' && b.detail.includes('train-00000.parquet')));
+    assert.ok(metricsRows(tolerant).at(-1)!.bad_rows === 8);
+    assert.match(readFileSync(join(tolerant, 'report.html'), 'utf8'), /unreadable_row<\/th><td>8/);
+    // the default limit (5 %) stops the run once the epoch shows a third of the rows bad, saving the state first
+    const strict = join(dir, 'damaged-stop');
+    const stop = await runTrain(args(strict, []));
+    assert.equal(stop.code, 1, stop.err);
+    assert.match(stop.err, /training stopped at step \d+: 8 of 24 rows read were unusable \(unreadable_row 8\), more than --max_bad_fraction 0\.05.*The state is saved in .*checkpoint-\d+/);
+    // and the ids can be excluded: the same run with --exclude_rows bad_rows.jsonl has no bad row
+    const clean = join(dir, 'damaged-excluded');
+    const ex = await runTrain(args(clean, ['--exclude_rows', join(tolerant, 'bad_rows.jsonl')]));
+    assert.equal(ex.code, 0, ex.err);
+    assert.match(ex.err, /8 excluded \(--exclude_rows\)/);
+    assert.ok(!/unusable rows/.test(ex.err));
+  });
+
+  test('a dataset where every row is unusable stops with an error, never exit 0 after 0 steps', async () => {
+    const { makeRows, writeShard } = await import('./helpers/pickapic.js');
+    const folder = join(dir, 'allbad');
+    mkdirSync(folder, { recursive: true });
+    const rows = (await makeRows(6)).map((r) => ({ ...r, jpg0: new Uint8Array([1, 2, 3]) }));
+    writeShard(join(folder, 'train-00000.parquet'), rows);
+    const r = await runTrain(flags(join(dir, 'allbad-out'), ['--dataset_name', folder, '--max_bad_fraction', '1']));
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /yielded no batch of 2: every row read was bad/);
+  });
+});

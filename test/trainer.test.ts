@@ -3,7 +3,7 @@
 // UNet, and a run killed with SIGKILL and resumed ends bit-identical to an uninterrupted one.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -177,6 +177,42 @@ describe('robustness and options', () => {
     assert.match(r.err, /loss is (NaN|Infinity|-Infinity) at step (\d+): training stopped; the last good state is saved in .*checkpoint-\d+/);
     const step = Number(r.err.match(/at step (\d+)/)![1]);
     assert.ok(existsSync(join(out, `checkpoint-${step - 1}`)));
+  });
+
+  test('after a non-finite loss, non-finite weights are not saved as the last good state', async () => {
+    const { saveLastGoodState } = await import('../src/train/recipe.js');
+    const out = join(dir, 'overflow');
+    const lines: string[] = [];
+    const events = { info: (m: string) => lines.push(m), update: () => undefined };
+    torch.tidy(() => {
+      const w = torch.tensor([1, Number.POSITIVE_INFINITY]);
+      // the parts of the state the decision reads: the trained weights, the optimizer state, the step, the output folder
+      const state = {
+        pipeline: { unet: { namedParameters: () => [['conv_in.weight', w]] } }, optimizer: { stateDict: () => ({ tensors: new Map() }) },
+        config: { output: { dir: out } }, progress: { globalStep: 3 },
+      } as unknown as Parameters<typeof saveLastGoodState>[0];
+      assert.match(saveLastGoodState(state, events), /the weights or optimizer state hold NaN or infinite values \(conv_in\.weight\), so no checkpoint was saved/);
+    });
+    assert.ok(!existsSync(out), 'nothing written');
+    assert.throws(() => parseTrainArgs(['--pretrained_model_name_or_path', 'm', '--dataset_name', 'd', '--learning_rate', '1e39']), /within the float32 range/);
+  });
+
+  test('a checkpoint with NaN weights or optimizer state is refused at resume, naming the file', async () => {
+    const src = join(dir, 'run', 'checkpoint-4'); // written by the first test of 'training runs'
+    for (const [file, key] of [[join('unet', 'diffusion_pytorch_model.safetensors'), 'conv_in.weight'], ['optimizer.safetensors', '0.exp_avg']] as const) {
+      const out = join(dir, `poisoned-${key}`);
+      cpSync(src, join(out, 'checkpoint-4'), { recursive: true });
+      const path = join(out, 'checkpoint-4', file);
+      torch.tidy(() => {
+        const tensors = torch.loadSafetensors(path);
+        const poisoned = new Map([...tensors].map(([k, t]) => [k, k === key ? t.clone().fill_(Number.NaN) : t.clone()]));
+        torch.saveSafetensors(path, poisoned);
+      });
+      const r = await run(flags(out));
+      assert.equal(r.code, 1, r.err);
+      assert.ok(r.err.includes(`${path}: NaN or infinite values in`), r.err);
+      assert.match(r.err, new RegExp(`${key.replace('.', '\\.')}.*cannot be resumed`));
+    }
   });
 
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {

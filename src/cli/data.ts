@@ -1,11 +1,15 @@
 // `diffusion-dpo data SOURCE`: what the trainer would read from a preference dataset, as a JSON
-// summary (rows read, ties removed, rows kept, bad rows by reason), and with --dump N DIR the
-// first N transformed pairs as side-by-side PNGs (preferred on the left).
+// summary (rows read, ties removed, rows kept, bad rows by reason); with --verify, every image
+// decoded and every row checked (exit 3 when some are unusable, their ids optionally written for
+// train --exclude_rows); with --dump N DIR the first N transformed pairs as side-by-side PNGs
+// (preferred on the left).
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { PreferenceDataset, type DatasetStats } from '../data/dataset.js';
+import { PreferenceDataset, readRowIds, type DatasetStats } from '../data/dataset.js';
 import { PairLoader } from '../data/loader.js';
+import { verifyDataset } from '../data/verify.js';
+import { writeFileAtomic } from '../models/index.js';
 import { resolveDataset } from '../hub/index.js';
 import { parseCommandArgs } from './args.js';
 import { CliError } from './errors.js';
@@ -23,11 +27,31 @@ options:
   --max_train_samples N        a seeded shuffle of the kept rows, then the first N
   --seed N                     seed for shuffling and augmentation (default 0)
   --sft                        count rows as SFT does (the preferred image only)
-  --caption_column NAME        caption column of parquet shards (default caption)
+  --caption_column NAME        caption column (default caption)
+  --image_column NAME          image column of single-image SFT data (default image)
+  --exclude_rows FILE          leave out these row ids (as train --exclude_rows)
+  --verify                     read every kept row and decode every image it would train on; exit 3
+                               when some rows are unusable (without it, images are not decoded)
+  --write_exclude FILE         with --verify: write the unusable rows' ids (for train --exclude_rows)
+  --concurrency N              with --verify: rows checked at once (default 8)
   --resolution N               image size for --dump (default 512)
   --random_crop, --no_hflip    the training transforms' options, for --dump
   --dump N DIR                 write the first N transformed pairs as PNGs into DIR
   -h, --help                   this text`;
+
+/** A progress line on stderr: redrawn in place on a terminal, every tenth otherwise. */
+function progress(label: string): (done: number, total: number, bad: number) => void {
+  const t0 = Date.now();
+  let lastTenth = -1;
+  return (done, total, bad) => {
+    const line = `${label} ${done}/${total} rows, ${bad} unusable, ${((done / Math.max(1, (Date.now() - t0) / 1000))).toFixed(0)} rows/s`;
+    if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K${done === total ? '\n' : ''}`);
+    else if (Math.floor((done * 10) / total) !== lastTenth || done === total) {
+      lastTenth = Math.floor((done * 10) / total);
+      console.error(line);
+    }
+  };
+}
 
 function toPng(pixels: Float32Array, offset: number, channels: number, res: number): Buffer {
   // CHW in [-1, 1] -> HWC uint8, the images of a pair side by side
@@ -61,8 +85,9 @@ export const dataCommand: Command = {
     }
     const { values, positionals } = parseCommandArgs('data', argv, {
       split: { type: 'string' }, dreamlike_pairs_only: { type: 'boolean' }, max_train_samples: { type: 'string' },
-      seed: { type: 'string' }, sft: { type: 'boolean' }, caption_column: { type: 'string' }, resolution: { type: 'string' },
-      random_crop: { type: 'boolean' }, no_hflip: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+      seed: { type: 'string' }, sft: { type: 'boolean' }, caption_column: { type: 'string' }, image_column: { type: 'string' },
+      exclude_rows: { type: 'string' }, verify: { type: 'boolean' }, write_exclude: { type: 'string' }, concurrency: { type: 'string' },
+      resolution: { type: 'string' }, random_crop: { type: 'boolean' }, no_hflip: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
     }, { positionals: true });
     if (values.help) {
       console.log(HELP);
@@ -74,6 +99,7 @@ export const dataCommand: Command = {
       if (!Number.isInteger(n) || n < 0) throw new CliError(`--${name} must be a non-negative integer, got '${String(v)}'`, 2);
       return n;
     };
+    if (values.write_exclude && !values.verify) throw new CliError('--write_exclude needs --verify (the ids come from decoding every image)', 2);
     const dumpN = dumpArgs ? int(dumpArgs[0], 'dump') : undefined;
     const dumpDir = dumpArgs?.[1];
     const rest = positionals;
@@ -90,12 +116,26 @@ export const dataCommand: Command = {
       ds = await PreferenceDataset.open(source, {
         split: values.split as string | undefined, dreamlikePairsOnly: Boolean(values.dreamlike_pairs_only),
         maxTrainSamples: int(values.max_train_samples, 'max_train_samples'), seed, method: values.sft ? 'sft' : 'dpo',
-        ...(values.caption_column ? { columns: { caption: values.caption_column as string } } : {}),
+        columns: { caption: (values.caption_column as string | undefined) ?? 'caption', image: (values.image_column as string | undefined) ?? 'image' },
+        excludeRows: values.exclude_rows ? readRowIds(values.exclude_rows as string) : undefined,
       });
     } catch (e) {
       throw new CliError((e as Error).message);
     }
-    const summary: DatasetStats & { dumped?: number; bad_rows_seen_while_dumping?: Record<string, number> } = { ...ds.stats };
+    const { badRows, ...stats } = ds.stats;
+    const summary: Omit<DatasetStats, 'badRows'> & Record<string, unknown> = { ...stats, unusable_rows: badRows.length };
+    let exitCode = 0;
+    if (values.verify) {
+      const v = await verifyDataset(ds, { concurrency: int(values.concurrency, 'concurrency') ?? 8, onProgress: progress('verify:') });
+      summary.verify = {
+        rows_checked: v.rowsChecked, images_decoded: v.imagesDecoded, unusable: v.badRows.length, by_reason: v.bad,
+        ids: v.badRows.map((b) => b.row), first_details: v.badRows.slice(0, 50),
+      };
+      if (values.write_exclude) writeFileAtomic(values.write_exclude as string, v.badRows.map((b) => JSON.stringify(b)).join('\n') + (v.badRows.length ? '\n' : ''));
+      if (v.badRows.length) exitCode = 3;
+    } else {
+      summary.images = 'not decoded: the counts come from the labels and columns only (--verify decodes every image)';
+    }
     if (dumpN !== undefined && dumpDir) {
       const res = int(values.resolution, 'resolution') ?? 512;
       mkdirSync(dumpDir, { recursive: true });
@@ -115,6 +155,6 @@ export const dataCommand: Command = {
       summary.bad_rows_seen_while_dumping = loader.badRows as Record<string, number>;
     }
     console.log(JSON.stringify(summary, null, 2));
-    return 0;
+    return exitCode;
   },
 };

@@ -21,7 +21,8 @@ function consoleEvents(): TrainEvents {
       const width = 24;
       const bar = '#'.repeat(Math.round((p.step / p.total) * width)).padEnd(width, '.');
       const line = `step ${p.step}/${p.total} [${bar}] loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)}` +
-        `${p.implicitAcc === null ? '' : ` implicit_acc ${p.implicitAcc.toFixed(3)}`} ${p.pairsPerSecond.toFixed(1)} pairs/s ETA ${fmt(eta)}`;
+        `${p.implicitAcc === null ? '' : ` implicit_acc ${p.implicitAcc.toFixed(3)}`} ${p.pairsPerSecond.toFixed(1)} pairs/s` +
+        `${p.badRows ? ` bad rows ${p.badRows}` : ''} ETA ${fmt(eta)}`;
       if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K${p.step === p.total ? '\n' : ''}`);
       else if (p.step % 10 === 0 || p.step === p.total) console.error(line);
     },

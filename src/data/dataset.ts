@@ -5,9 +5,9 @@
 //   --dreamlike_pairs_only: model_0 and model_1 both contain "dream";
 //   --max_train_samples N: a seeded shuffle of the kept rows, then the first N.
 // Rows whose labels are not in {0, 0.5, 1} are skipped and counted.
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import type { BadReason, PairSource } from './record.js';
+import type { BadReason, BadRow, PairSource } from './record.js';
 import { hash32, shuffled } from './rng.js';
 import { openImageFolder, openPairFolder, openTable } from './sources/files.js';
 import { TarPairSource } from './sources/tar.js';
@@ -22,6 +22,8 @@ export interface DatasetOptions {
   method?: 'dpo' | 'sft';
   /** Pair columns, plus `image`: the image column of single-image (SFT) data (default 'image'). */
   columns?: Partial<PreferenceColumns> & { image?: string };
+  /** Raw row ids to leave out (`data --verify --write_exclude` writes them). */
+  excludeRows?: ReadonlySet<number>;
 }
 
 export interface DatasetStats {
@@ -29,8 +31,12 @@ export interface DatasetStats {
   rowsRead: number;
   tiesRemoved: number;
   kept: number;
+  /** Rows dropped by --exclude_rows. */
+  excluded: number;
   /** Rows dropped by filters or found unusable, by reason (images and captions are counted as batches read them). */
   bad: Partial<Record<BadReason, number>>;
+  /** The rows found unusable from their small columns (bad labels, missing columns), by id. */
+  badRows: BadRow[];
 }
 
 export class DatasetError extends Error {
@@ -83,6 +89,29 @@ export async function openSource(path: string, o: DatasetOptions = {}): Promise<
   throw new DatasetError(`${path}: no parquet or tar shards for split '${o.split ?? 'train'}', no w/ + l/ folders, and no metadata.jsonl of an image folder`);
 }
 
+/**
+ * Row ids from a file: one per line, as a number or a JSON object with a `row` field (the format of
+ * bad_rows.jsonl and of `data --verify --write_exclude`). Blank lines and # comments are skipped.
+ */
+export function readRowIds(file: string): Set<number> {
+  const ids = new Set<number>();
+  readFileSync(file, 'utf8').split('\n').forEach((line, i) => {
+    const t = line.trim();
+    if (!t || t.startsWith('#')) return;
+    let v: unknown = Number(t);
+    if (!Number.isInteger(v)) {
+      try {
+        v = (JSON.parse(t) as { row?: unknown }).row;
+      } catch {
+        v = undefined;
+      }
+    }
+    if (!Number.isInteger(v) || (v as number) < 0) throw new DatasetError(`${file}:${i + 1}: not a row id ('${t.slice(0, 60)}'; expected a number or {"row": N})`);
+    ids.add(v as number);
+  });
+  return ids;
+}
+
 export class PreferenceDataset {
   private constructor(readonly source: PairSource, readonly indices: number[], readonly stats: DatasetStats, readonly method: 'dpo' | 'sft') {}
 
@@ -97,13 +126,23 @@ export class PreferenceDataset {
     }
     const meta = await source.scanMeta();
     const bad: Partial<Record<BadReason, number>> = {};
-    const count = (r: BadReason) => (bad[r] = (bad[r] ?? 0) + 1);
+    const badRows: BadRow[] = [];
+    const count = (r: BadReason, row?: number, detail?: string) => {
+      bad[r] = (bad[r] ?? 0) + 1;
+      if (row !== undefined) badRows.push({ row, reason: r, ...(detail ? { detail } : {}) });
+    };
+    const exclude = o.excludeRows ?? new Set<number>();
     let ties = 0;
+    let excluded = 0;
     let indices: number[] = [];
     meta.forEach((m, i) => {
+      if (exclude.has(i)) {
+        excluded++;
+        return;
+      }
       const valid = (v: number | null) => v === 0 || v === 0.5 || v === 1;
       if (!valid(m.label0) || (m.label1 !== null && !valid(m.label1))) {
-        count('bad_label');
+        count('bad_label', i, `label_0 = ${String(m.label0)}, label_1 = ${String(m.label1)}`);
         return;
       }
       if (m.label0 === 0.5) {
@@ -112,7 +151,7 @@ export class PreferenceDataset {
       }
       if (o.dreamlikePairsOnly) {
         if (m.model0 === undefined || m.model1 === undefined) {
-          count('missing_column');
+          count('missing_column', i, '--dreamlike_pairs_only needs the model_0 and model_1 columns');
           return;
         }
         if (!(m.model0 ?? '').includes('dream') || !(m.model1 ?? '').includes('dream')) {
@@ -126,7 +165,7 @@ export class PreferenceDataset {
       if (!(o.maxTrainSamples >= 0)) throw new DatasetError(`max_train_samples must be >= 0, got ${o.maxTrainSamples}`);
       indices = shuffled(indices, hash32(o.seed ?? 0, 0x5eed)).slice(0, o.maxTrainSamples);
     }
-    const stats: DatasetStats = { source: source.description, rowsRead: meta.length, tiesRemoved: ties, kept: indices.length, bad };
+    const stats: DatasetStats = { source: source.description, rowsRead: meta.length, tiesRemoved: ties, excluded, kept: indices.length, bad, badRows };
     return new PreferenceDataset(source, indices, stats, method);
   }
 

@@ -12,7 +12,7 @@
 // the preferred image, [B, 3, H, W].
 import type { PreferenceDataset } from './dataset.js';
 import { ImageDecodeError } from './decode.js';
-import type { BadReason, PairRow } from './record.js';
+import type { BadReason, BadRow, PairRow } from './record.js';
 import { hash32, Rng, shuffled } from './rng.js';
 import { TransformPool } from './transform_pool.js';
 
@@ -37,6 +37,8 @@ export interface LoaderOptions {
    * and tokenises in the training step, as the reference does.
    */
   tokenize?: ((captions: string[]) => number[][]) | null;
+  /** Called for every row skipped as unusable (counted in badRows too). */
+  onBadRow?: ((b: BadRow) => void) | null;
 }
 
 export interface Batch {
@@ -73,11 +75,13 @@ export class PairLoader {
   #sequence: number[] | null = null;
   #sequenceEpoch = -1;
   readonly badRows: Partial<Record<BadReason, number>> = {};
+  /** Rows taken from the sequence so far in this process, usable or not. */
+  rowsSeen = 0;
 
   constructor(readonly dataset: PreferenceDataset, o: LoaderOptions) {
     this.#o = {
       seed: 0, shuffle: true, randomCrop: false, hflip: true, proportionEmptyPrompts: 0, rank: 0, worldSize: 1,
-      numWorkers: 0, prefetchBatches: 2, tokenize: null, ...o,
+      numWorkers: 0, prefetchBatches: 2, tokenize: null, onBadRow: null, ...o,
     };
     if (!(this.#o.batchSize >= 1)) throw new RangeError('batch size must be >= 1');
     if (!(this.#o.rank >= 0 && this.#o.rank < this.#o.worldSize)) throw new RangeError(`rank ${this.#o.rank} outside world size ${this.#o.worldSize}`);
@@ -112,28 +116,21 @@ export class PairLoader {
     return this.#sequence!;
   }
 
-  #bad(reason: BadReason): void {
+  #bad(reason: BadReason, row: number, detail?: string): null {
     this.badRows[reason] = (this.badRows[reason] ?? 0) + 1;
+    this.#o.onBadRow?.({ row, reason, ...(detail ? { detail } : {}) });
+    return null;
   }
 
   async #prepare(row: PairRow, rowIndex: number, epoch: number): Promise<Prepared | null> {
     const sft = this.dataset.method === 'sft';
-    if (row.caption === null || (Array.isArray(row.caption) && row.caption.length === 0)) {
-      this.#bad('null_caption');
-      return null;
-    }
-    if (row.label0 === null || (row.label0 !== 0 && row.label0 !== 1)) {
-      this.#bad('bad_label');
-      return null;
-    }
+    if (row.caption === null || (Array.isArray(row.caption) && row.caption.length === 0)) return this.#bad('null_caption', rowIndex);
+    if (row.label0 === null || (row.label0 !== 0 && row.label0 !== 1)) return this.#bad('bad_label', rowIndex, `label_0 = ${String(row.label0)}`);
     const rng = new Rng(hash32(this.#o.seed, epoch, rowIndex, 0xa11));
     const preferredFirst = row.label0 !== 0;
     const images = sft ? [preferredFirst ? row.image0 : row.image1] : preferredFirst ? [row.image0, row.image1] : [row.image1, row.image0];
     for (const img of images) {
-      if (!(img instanceof Uint8Array)) {
-        this.#bad('missing_image');
-        return null;
-      }
+      if (!(img instanceof Uint8Array)) return this.#bad('missing_image', rowIndex, img.missing);
     }
     // Draw everything for this sample up front, in a fixed order, so results do not depend on timing.
     const draws = images.map(() => ({ crop: [rng.next(), rng.next()] as [number, number], flip: rng.next() < 0.5 }));
@@ -146,10 +143,7 @@ export class PairLoader {
         crop: this.#o.randomCrop ? draws[k]!.crop : null, hflip: this.#o.hflip && draws[k]!.flip,
       })));
     } catch (e) {
-      if (e instanceof ImageDecodeError) {
-        this.#bad('undecodable_image');
-        return null;
-      }
+      if (e instanceof ImageDecodeError) return this.#bad('undecodable_image', rowIndex, e.message);
       throw e;
     }
     const caption = dropCaption ? '' : Array.isArray(row.caption) ? row.caption[Math.floor(listPick * row.caption.length)]! : row.caption;
@@ -175,7 +169,11 @@ export class PairLoader {
     const seq = this.sequence(epoch);
     while (this.#window.length < this.#windowSize() && this.#windowStart + this.#window.length < seq.length) {
       const row = seq[this.#windowStart + this.#window.length]!;
-      this.#window.push(this.dataset.source.read([row]).then(([r]) => this.#prepare(r!, row, epoch)));
+      // a row that cannot be read (a damaged parquet page, a truncated tar member) is a bad row, not a crash
+      this.#window.push(this.dataset.source.read([row]).then(
+        ([r]) => this.#prepare(r!, row, epoch),
+        (e: Error) => this.#bad('unreadable_row', row, e.message.split('\n')[0]),
+      ));
     }
   }
 
@@ -198,6 +196,7 @@ export class PairLoader {
       const head = this.#window.shift();
       if (!head) break;
       this.#windowStart++;
+      this.rowsSeen++;
       const p = await head;
       if (p) items.push(p);
     }

@@ -32,5 +32,12 @@ export interface PairSource {
   read(indices: number[]): Promise<PairRow[]>;
 }
 
-export const BAD_REASONS = ['tie', 'not_dreamlike', 'bad_label', 'null_caption', 'missing_image', 'undecodable_image', 'missing_column'] as const;
+export const BAD_REASONS = ['tie', 'not_dreamlike', 'bad_label', 'null_caption', 'missing_image', 'undecodable_image', 'missing_column', 'unreadable_row'] as const;
 export type BadReason = (typeof BAD_REASONS)[number];
+
+/** A row that cannot be used: its raw index in the source, why, and what was found. */
+export interface BadRow {
+  row: number;
+  reason: BadReason;
+  detail?: string;
+}

@@ -1,6 +1,7 @@
 // The flags of the reference train.py, each under its own name (`--beta_dpo` and `--beta-dpo` both
 // work), with the reference's defaults and a help text written once here; plus our own few
-// (`--config`, `--checkpoints_total_limit`, `--timestep_mode`, `--offload_frozen`, `--device`).
+// (`--config`, `--checkpoints_total_limit`, `--timestep_mode`, `--offload_frozen`, `--device`,
+// `--max_bad_fraction`, `--exclude_rows`).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
@@ -75,6 +76,8 @@ export const FLAGS = {
   timestep_mode: { type: 'string', default: null, help: 'default, refiner (t % 200) or turbo (250 (t % 4) + 249 with a zero-terminal-SNR schedule). Unset: guessed from the model name as train.py does, and said at start.', choices: ['default', 'refiner', 'turbo'] },
   offload_frozen: { type: 'boolean', default: false, help: 'Keep the VAE, text encoders and reference UNet in host memory and move each to the device only for its call (train.py\'s SDXL behaviour); default: resident on the device.' },
   device: { type: 'string', default: 'auto', help: 'auto (cuda:<local_rank> when CUDA is available, else cpu), cpu, cuda or cuda:N.' },
+  max_bad_fraction: { type: 'float', default: 0.05, min: 0, max: 1, help: 'Stop (after a checkpoint) when more than this share of the rows read are unusable (judged from 100 rows on); each bad row is listed in <output_dir>/bad_rows.jsonl.' },
+  exclude_rows: { type: 'string', default: null, help: 'A file of row ids to leave out (one per line, or bad_rows.jsonl; data --verify --write_exclude writes one).' },
   choice_model: { type: 'string', default: '', help: 'AI feedback scorer (not supported yet).', unsupported: 'AI-feedback relabelling (--choice_model) is not supported yet' },
   config: { type: 'string', default: null, help: 'A JSON file of flags (command-line flags override it).' },
 } as const satisfies Record<string, FlagSpec>;
@@ -92,6 +95,8 @@ export type TrainFlags = { -readonly [K in FlagName]: FlagValue<(typeof FLAGS)[K
 
 /** The flags' values (defaults filled in) and which of them the user set, on the command line or in --config. */
 export type ParsedTrainArgs = TrainFlags & { readonly given: ReadonlySet<FlagName> };
+
+const FLOAT32_MAX = 3.4028234663852886e38;
 
 export class ArgsError extends Error {
   constructor(message: string) {
@@ -113,6 +118,8 @@ function convert(name: FlagName, raw: unknown): string | number | boolean | null
     case 'float': {
       const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
       if (spec.type === 'int' ? !Number.isInteger(n) : !Number.isFinite(n)) throw new ArgsError(`--${name} must be ${spec.type === 'int' ? 'an integer' : 'a number'}, got '${String(raw)}'`);
+      // every float flag ends up in float32 arithmetic, where a larger value is an overflow error mid-run
+      if (spec.type === 'float' && Math.abs(n) > FLOAT32_MAX) throw new ArgsError(`--${name} must be within the float32 range (|x| <= 3.4e38), got ${n}`);
       if (spec.min !== undefined && n < spec.min) throw new ArgsError(`--${name} must be >= ${spec.min}, got ${n}`);
       if (spec.max !== undefined && n > spec.max) throw new ArgsError(`--${name} must be <= ${spec.max}, got ${n}`);
       return n;

@@ -112,12 +112,31 @@ export function readTrainerState(path: string): { state: TrainerState; signature
   return { state: raw, signature: raw.run };
 }
 
-/** Loads the UNet weights and the optimizer state of a checkpoint. */
+/** Names of the floating-point tensors holding NaN or infinity. */
+export function nonFiniteTensors(tensors: Iterable<[string, torch.Tensor]>): string[] {
+  const bad: string[] = [];
+  torch.tidy(() => {
+    for (const [name, t] of tensors) if (t.isFloatingPoint() && !t.isfinite().all().item()) bad.push(name);
+  });
+  return bad;
+}
+
+function listNames(names: string[]): string {
+  return names.slice(0, 5).join(', ') + (names.length > 5 ? `, ... (${names.length} in all)` : '');
+}
+
+/** Loads the UNet weights and the optimizer state of a checkpoint; non-finite values are refused, naming the file. */
 export function loadCheckpointWeights(path: string, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>): void {
   torch.tidy(() => {
-    const weights = torch.loadSafetensors(join(path, 'unet', 'diffusion_pytorch_model.safetensors'));
+    const weightsFile = join(path, 'unet', 'diffusion_pytorch_model.safetensors');
+    const weights = torch.loadSafetensors(weightsFile);
+    const badWeights = nonFiniteTensors(weights);
+    if (badWeights.length) throw new CheckpointError(weightsFile, `NaN or infinite values in ${listNames(badWeights)}: this checkpoint cannot be resumed (resume from an earlier one)`);
+    const optimizerFile = join(path, 'optimizer.safetensors');
+    const tensors = torch.loadSafetensors(optimizerFile);
+    const badState = nonFiniteTensors(tensors);
+    if (badState.length) throw new CheckpointError(optimizerFile, `NaN or infinite values in the optimizer state (${listNames(badState)}): this checkpoint cannot be resumed (resume from an earlier one)`);
     unet.loadStateDict(weights, { what: `${path}/unet` });
-    const tensors = torch.loadSafetensors(join(path, 'optimizer.safetensors'));
     optimizer.loadStateDict({ tensors, meta: JSON.parse(readFileSync(join(path, 'optimizer.json'), 'utf8')) });
   });
 }

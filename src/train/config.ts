@@ -43,6 +43,10 @@ export interface TrainConfig {
     hflip: boolean;
     proportionEmptyPrompts: number;
     numWorkers: number;
+    /** A file of row ids to leave out. */
+    excludeRows: string | null;
+    /** The largest share of unusable rows a run tolerates. */
+    maxBadFraction: number;
   };
   objective: {
     method: 'dpo' | 'sft';
@@ -178,6 +182,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       source: (a.dataset_name ?? a.train_data_dir)!, split: a.split, imageColumn: a.image_column, captionColumn: a.caption_column,
       maxTrainSamples: a.max_train_samples, dreamlikePairsOnly: a.dreamlike_pairs_only, resolution: a.resolution ?? (a.sdxl ? 1024 : 512),
       randomCrop: a.random_crop, hflip: !a.no_hflip, proportionEmptyPrompts: a.proportion_empty_prompts, numWorkers: a.dataloader_num_workers,
+      excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction,
     },
     objective: { method, betaDpo: a.beta_dpo, noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation },
     batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: 0 },

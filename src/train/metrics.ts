@@ -26,8 +26,8 @@ export class MetricsLog {
   }
 
   /** Writes report.html. */
-  close(history: Record<string, number>[], resources?: ResourceSummary): string {
-    writeFileAtomic(this.reportPath, renderReport(history, resources));
+  close(history: Record<string, number>[], resources?: ResourceSummary, badRows?: Record<string, number>): string {
+    writeFileAtomic(this.reportPath, renderReport(history, resources, badRows));
     return this.reportPath;
   }
 }
@@ -55,14 +55,16 @@ function chart(title: string, rows: Record<string, number>[], key: string, color
 </svg></figure>`;
 }
 
-export function renderReport(history: Record<string, number>[], resources?: ResourceSummary): string {
+export function renderReport(history: Record<string, number>[], resources?: ResourceSummary, badRows: Record<string, number> = {}): string {
   const last = history[history.length - 1] ?? {};
   const cell = (v: number) => (Number.isInteger(v) ? String(v) : v.toPrecision(5));
   const summary = Object.entries(last).map(([k, v]) => `<tr><th>${k}</th><td>${cell(v)}</td></tr>`).join('');
-  const res = resources ? `<h2>Resources</h2><table>${Object.entries(resources).map(([k, v]) => `<tr><th>${k}</th><td>${cell(v as number)}</td></tr>`).join('')}</table>` : '';
+  const table = (title: string, o: Record<string, number>) => `<h2>${title}</h2><table>${Object.entries(o).map(([k, v]) => `<tr><th>${k}</th><td>${cell(v)}</td></tr>`).join('')}</table>`;
+  const res = resources ? table('Resources', resources as unknown as Record<string, number>) : '';
+  const bad = Object.keys(badRows).length ? table('Unusable rows (listed in bad_rows.jsonl)', badRows) : '<h2>Unusable rows</h2><p>none</p>';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diffusion-dpo training report</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}figure{display:inline-block;margin:1em}table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}</style></head>
-<body><h1>Training report</h1><p>${history.length} optimizer updates.</p><table>${summary}</table>${res}
+<body><h1>Training report</h1><p>${history.length} optimizer updates.</p><table>${summary}</table>${res}${bad}
 ${chart('train_loss', history, 'train_loss', '#c0392b')}
 ${chart('implicit_acc_accumulated', history, 'implicit_acc_accumulated', '#2471a3')}
 ${chart('model_mse_unaccumulated', history, 'model_mse_unaccumulated', '#7d3c98')}

@@ -3,19 +3,20 @@
 // (config.ts) before setup starts; the update function (update.ts) owns forward, backward,
 // accumulation and the optimizer step; checkpoints (checkpoint.ts) hold everything the state
 // holds that a resumed run needs to continue bit-identically.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
-import { PreferenceDataset } from '../data/dataset.js';
+import { PreferenceDataset, readRowIds } from '../data/dataset.js';
 import { PairLoader } from '../data/loader.js';
 import { resolveDataset, resolveModel } from '../hub/index.js';
 import { disposePipeline, loadPipeline, loadUNet, savePipeline, type PipelineComponents } from '../models/index.js';
 import { loadNoiseScheduleConfig, NoiseSchedule } from '../schedulers/noise_schedule.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import {
-  checkpointDirs, generatorStates, loadCheckpointWeights, readTrainerState, saveCheckpoint, setGeneratorStates, signatureChanges,
+  checkpointDirs, generatorStates, loadCheckpointWeights, nonFiniteTensors, readTrainerState, saveCheckpoint, setGeneratorStates, signatureChanges,
   type RunSignature, type TrainerState,
 } from './checkpoint.js';
+import { BadDataError, BadRowLog } from './bad_rows.js';
 import type { TrainConfig } from './config.js';
 import { MetricsLog } from './metrics.js';
 import { OffloadPlacement, residentPlacement, type FrozenPlacement } from './placement.js';
@@ -27,7 +28,7 @@ export interface TrainEvents {
   /** A line for the user (setup facts, decisions, warnings). */
   info(msg: string): void;
   /** After each update. */
-  update(p: { step: number; total: number; loss: number; lr: number; implicitAcc: number | null; pairsPerSecond: number }): void;
+  update(p: { step: number; total: number; loss: number; lr: number; implicitAcc: number | null; pairsPerSecond: number; badRows: number }): void;
 }
 
 export interface TrainResult {
@@ -54,6 +55,7 @@ export interface TrainState {
   readonly loader: PairLoader;
   readonly metrics: MetricsLog;
   readonly monitor: ResourceMonitor;
+  readonly badRows: BadRowLog;
   readonly signature: RunSignature;
   readonly plan: { maxSteps: number; maxEpochs: number; updatesPerEpoch: number };
   progress: { globalStep: number; history: Record<string, number>[] };
@@ -111,20 +113,28 @@ async function loadModels(config: TrainConfig, events: TrainEvents): Promise<{ p
   return { pipeline, models, placement, modelPath };
 }
 
-async function loadData(config: TrainConfig, models: DiffusionModels, seed: number, events: TrainEvents): Promise<{ dataset: PreferenceDataset; loader: PairLoader; sourcePath: string }> {
+async function loadData(config: TrainConfig, models: DiffusionModels, seed: number, badRows: BadRowLog, resuming: boolean, events: TrainEvents): Promise<{ dataset: PreferenceDataset; loader: PairLoader; sourcePath: string }> {
   const d = config.data;
   const sourcePath = await resolveDataset(d.source, { split: d.split, cacheDir: config.model.cacheDir ?? undefined });
   const dataset = await PreferenceDataset.open(sourcePath, {
     split: d.split, dreamlikePairsOnly: d.dreamlikePairsOnly, maxTrainSamples: d.maxTrainSamples ?? undefined, seed,
     method: config.objective.method, columns: { caption: d.captionColumn, image: d.imageColumn },
+    excludeRows: d.excludeRows ? readRowIds(d.excludeRows) : undefined,
   });
-  events.info(`data: ${dataset.stats.source}; ${dataset.stats.rowsRead} rows read, eliminated ${dataset.stats.tiesRemoved}/${dataset.stats.rowsRead} split decisions, ${dataset.stats.kept} kept`);
+  const st = dataset.stats;
+  events.info(`data: ${st.source}; ${st.rowsRead} rows read, eliminated ${st.tiesRemoved}/${st.rowsRead} split decisions, ` +
+    `${st.excluded ? `${st.excluded} excluded (--exclude_rows), ` : ''}${st.badRows.length ? `${st.badRows.length} unusable, ` : ''}${st.kept} kept`);
+  // rows unusable from their labels alone are known now; a resumed run logged them when it started
+  if (!resuming) for (const b of st.badRows) badRows.record(b);
+  badRows.check(st.badRows.length, st.rowsRead, 'rows of the dataset', true);
+  if (st.kept === 0) throw new BadDataError(`${st.source}: no usable row (${st.rowsRead} read; ${JSON.stringify(st.bad)})`);
   const tokenizer = models.tokenizer;
   const loader = new PairLoader(dataset, {
     batchSize: config.batch.perDevice, resolution: d.resolution, seed, randomCrop: d.randomCrop, hflip: d.hflip,
     proportionEmptyPrompts: d.proportionEmptyPrompts, numWorkers: d.numWorkers, rank: config.batch.rank, worldSize: config.batch.worldSize,
     // SD tokenizes in the loader; SDXL passes raw captions to the step, as train.py
     tokenize: models.kind === 'sd' && tokenizer ? (caps) => tokenizer.encodeBatch(caps).map((e) => e.inputIds) : null,
+    onBadRow: (b) => badRows.record(b),
   });
   return { dataset, loader, sourcePath };
 }
@@ -155,7 +165,10 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   torch.manualSeed(seed + config.batch.rank); // train.py: set_seed(seed + process index)
 
   const { pipeline, models, placement } = await loadModels(config, events);
-  const { dataset, loader, sourcePath } = await loadData(config, models, seed, events);
+  const badRowsFile = join(config.output.dir, 'bad_rows.jsonl');
+  if (!resumePath) rmSync(badRowsFile, { force: true });
+  const badRows = new BadRowLog(badRowsFile, config.data.maxBadFraction);
+  const { dataset, loader, sourcePath } = await loadData(config, models, seed, badRows, resumePath !== null, events);
   const updatesPerEpoch = Math.ceil(loader.stepsPerEpoch / config.batch.accumulation);
   if (updatesPerEpoch === 0) throw new Error(`the dataset has ${dataset.length} usable rows: fewer than one batch of ${config.batch.perDevice}`);
   const maxSteps = config.schedule.maxTrainSteps ?? config.schedule.numTrainEpochs * updatesPerEpoch;
@@ -186,7 +199,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
     autocast: config.precision.mixed === 'no' ? null : { device, dtype: config.precision.weightDtype },
   });
   const state: TrainState = {
-    config, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, signature, plan,
+    config, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
     metrics: new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')),
     progress: { globalStep: 0, history: [] },
   };
@@ -233,6 +246,22 @@ export function saveState(s: TrainState, events: TrainEvents): string {
   return path;
 }
 
+/**
+ * After a non-finite loss nothing of the failed update was applied, so the weights should be the
+ * last good state: saved only if they and the optimizer state are finite (a NaN that reached them
+ * earlier must not be saved as "good").
+ */
+export function saveLastGoodState(s: TrainState, events: TrainEvents): string {
+  const bad = nonFiniteTensors([...s.pipeline.unet.namedParameters(), ...s.optimizer.stateDict().tensors]);
+  const earlier = checkpointDirs(s.config.output.dir).pop();
+  if (bad.length) {
+    return `the weights or optimizer state hold NaN or infinite values (${bad.slice(0, 3).join(', ')}${bad.length > 3 ? ', ...' : ''}), so no checkpoint was saved` +
+      `${earlier ? `; the last saved one is ${earlier.path}` : ''}`;
+  }
+  if (s.progress.globalStep === 0 || earlier?.step === s.progress.globalStep) return earlier ? `the last good state is ${earlier.path}` : 'no update had completed: nothing was saved';
+  return `the last good state is saved in ${saveState(s, events)}`;
+}
+
 /** The update loop: until max steps, a signal (checkpoint, then stop) or a non-finite loss (stop with the last good state). */
 export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSignal): Promise<TrainResult['stoppedBy']> {
   const { maxSteps } = s.plan;
@@ -249,21 +278,25 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
       if (!u) break; // epochs exhausted
       const step = ++s.progress.globalStep;
       const { pairs, ...logged } = u;
-      const row: Record<string, number> = { step, ...logged, ...s.monitor.window(pairs, (performance.now() - t0) / 1000) };
+      const row: Record<string, number> = { step, ...logged, bad_rows: s.badRows.total, ...s.monitor.window(pairs, (performance.now() - t0) / 1000) };
       s.progress.history.push(row);
       s.metrics.log(step, row);
-      events.update({ step, total: maxSteps, loss: u.train_loss, lr: u.lr, implicitAcc: u.implicit_acc_accumulated ?? null, pairsPerSecond: row.pairs_per_s! });
+      events.update({ step, total: maxSteps, loss: u.train_loss, lr: u.lr, implicitAcc: u.implicit_acc_accumulated ?? null, pairsPerSecond: row.pairs_per_s!, badRows: s.badRows.total });
       if (step % s.config.output.checkpointingSteps === 0) saveState(s, events);
+      // judged from 100 rows on, and always once a whole epoch's share of the rows has been read
+      const loaderBad = Object.values(s.loader.badRows).reduce((a, b) => a + b, 0);
+      s.badRows.check(loaderBad, s.loader.rowsSeen, 'rows read', s.loader.rowsSeen >= s.loader.sequence(0).length);
       await new Promise((r) => setImmediate(r)); // let finalizers, I/O and signals run between updates
     }
   } catch (e) {
-    if (e instanceof NonFiniteLossError) {
-      // nothing of this update was applied: the weights are the last good state
-      const path = saveState(s, events);
-      throw new Error(`${e.message}: training stopped; the last good state is saved in ${path}`, { cause: e });
+    if (e instanceof NonFiniteLossError) throw new Error(`${e.message}: training stopped; ${saveLastGoodState(s, events)}`, { cause: e });
+    if (e instanceof BadDataError) {
+      const saved = s.progress.globalStep > startStep && !existsSync(join(s.config.output.dir, `checkpoint-${s.progress.globalStep}`)) ? saveState(s, events) : null;
+      throw new BadDataError(`training stopped at step ${s.progress.globalStep}: ${e.message}${saved ? `. The state is saved in ${saved}` : ''}`);
     }
     throw e;
   }
+  if (s.progress.globalStep === 0) throw new BadDataError('the run ended without a single update: no batch could be made from the data');
   return 'done';
 }
 
@@ -273,10 +306,11 @@ export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'],
     savePipeline(s.config.output.dir, s.pipeline);
     events.info(`saved the pipeline to ${s.config.output.dir}`);
   }
+  if (s.badRows.total) events.info(`unusable rows: ${s.badRows.total} (${s.badRows.describe()}), listed in ${s.badRows.file}`);
   const resources = s.monitor.summary();
   events.info(`resources: ${resources.pairs_per_s.toFixed(2)} pairs/s on average; host peak RSS ${mb(resources.host_peak_rss_mb)}` +
     (resources.cuda_peak_allocated_mb !== undefined ? `; device peak ${mb(resources.cuda_peak_allocated_mb)} allocated, ${mb(resources.cuda_peak_reserved_mb!)} reserved` : ''));
-  s.metrics.close(s.progress.history, resources);
+  s.metrics.close(s.progress.history, resources, s.badRows.counts);
   return { globalStep: s.progress.globalStep, history: s.progress.history, outputDir: s.config.output.dir, stoppedBy, resources };
 }
 
