@@ -87,5 +87,11 @@ describe('compare', () => {
     const labels = cli('compare', '--pretrained_model_name_or_path', tinySd, '--prompt', 'x', '--unet', trained, '--label', 'a', '--label', 'b');
     assert.equal(labels.code, 2);
     assert.match(labels.err, /2 --label for 1 --unet/);
+    // a UNet that does not fit is refused before the base column is rendered: no partial output
+    const misfit = join(dir, 'misfit');
+    const sdxl = cli('compare', '--pretrained_model_name_or_path', tinySd, '--prompt', 'x', '--unet', trained, '--unet', join(fixturesDir, 'tiny-sdxl'), '--output_dir', misfit);
+    assert.equal(sdxl.code, 2);
+    assert.match(sdxl.err, /tiny-sdxl\/unet does not fit .*tiny-sd: it is an SDXL UNet/);
+    assert.ok(!existsSync(misfit));
   });
 });

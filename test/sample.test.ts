@@ -2,7 +2,7 @@
 // per-image seeds that regenerate any one image alone, and loud errors for bad flags.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
@@ -107,6 +107,21 @@ describe('sample', () => {
     const badUnet = sample('--prompt', 'x', '--unet', dir, '--output_dir', join(dir, 'd'));
     assert.notEqual(badUnet.code, 0);
     assert.match(badUnet.err, /no UNet here/);
+    // sizes and UNets are checked against the configs before the denoising loop, so nothing is written
+    const oddHeight = sample('--prompt', 'x', '--height', '63', '--output_dir', join(dir, 'e'));
+    assert.equal(oddHeight.code, 2);
+    assert.match(oddHeight.err, /--height 63: .*tiny-sd needs a positive multiple of 4 .*the nearest are 60 and 64/);
+    const sdxlUnet = sample('--prompt', 'x', '--unet', join(fixturesDir, 'tiny-sdxl'), '--output_dir', join(dir, 'f'));
+    assert.equal(sdxlUnet.code, 2);
+    assert.match(sdxlUnet.err, /does not fit .*tiny-sd: it is an SDXL UNet and the pipeline is SD 1\.x\/2\.x; its cross-attention width is 28, the text encoder gives 32/);
+    for (const f of ['e', 'f']) assert.ok(!existsSync(join(dir, f)), `${f}: no output before the checks pass`);
+  });
+
+  test('a prompt longer than the tokenizer reads is reported as truncated', () => {
+    const long = Array.from({ length: 90 }, (_, i) => `word${i}`).join(' ');
+    const r = sample('--prompt', long, '--num_inference_steps', '1', '--output_dir', join(dir, 'long'));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /prompt 0 is \d+ tokens; the text encoder reads the first 77/);
   });
 
   test('prompt files: .txt lines, .jsonl/.json records or lists, .tsv/.csv/.parquet tables; bad rows named', async () => {

@@ -137,6 +137,22 @@ describe('logs and data options', () => {
   });
 });
 
+describe('validation before work', () => {
+  test('a resolution the models cannot use, or a --unet_init that does not fit, is refused before any output exists', async () => {
+    const out = join(dir, 'res7');
+    const r = await runTrain(flags(out, ['--resolution', '7']));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--resolution 7: .* needs a positive multiple of 4 \(the VAE downsamples by 2, the UNet by 2 more\); the nearest are 4 and 8/);
+    assert.ok(!existsSync(out), 'no output folder');
+    const { fixturesDir } = await import('./helpers/fixtures.js');
+    const misfit = join(dir, 'misfit');
+    const m = await runTrain(flags(misfit, ['--unet_init', join(fixturesDir, 'tiny-sdxl')]));
+    assert.equal(m.code, 1);
+    assert.match(m.err, /tiny-sdxl\/unet does not fit .*: it is an SDXL UNet and the pipeline is SD 1\.x\/2\.x/);
+    assert.ok(!existsSync(misfit));
+  });
+});
+
 describe('bad data', () => {
   test('a damaged row group is skipped and counted, its rows listed; too many bad rows stop the run with a checkpoint', async () => {
     const { makeRows, writeShard } = await import('./helpers/pickapic.js');

@@ -8,7 +8,7 @@ import { writeFileAtomic } from '../models/loading.js';
 import { parseCommandArgs } from './args.js';
 import { compareHtml, type CompareColumn } from './compare_html.js';
 import { CliError } from './errors.js';
-import { SAMPLING_HELP, SAMPLING_OPTIONS, readSamplingSettings, renderImages, swapUNet } from './sampling_flags.js';
+import { SAMPLING_HELP, SAMPLING_OPTIONS, checkBeforeSampling, readSamplingSettings, renderImages, swapUNet } from './sampling_flags.js';
 import type { Command } from './main.js';
 
 const HELP = `usage: diffusion-dpo compare --pretrained_model_name_or_path M --unet U [--unet U2 ...] (--prompt P ... | --prompt_file F | --prompts SET) [options]
@@ -49,6 +49,7 @@ export const compareCommand: Command = {
     try {
       const modelPath = await resolveModel(model, { revision: values.revision as string | undefined });
       const unetPaths = await Promise.all(unets.map((u) => resolveModel(u)));
+      checkBeforeSampling(modelPath, unetPaths, s); // every UNet, before the base column is rendered
       const p = loadPipeline(modelPath, { device: s.device, dtype: s.dtype });
       const columns: CompareColumn[] = [];
       let rows: { prompt: string; seed: number }[] = [];

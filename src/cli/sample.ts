@@ -5,7 +5,7 @@ import { resolveModel } from '../hub/index.js';
 import { loadPipeline, disposePipeline } from '../models/index.js';
 import { parseCommandArgs } from './args.js';
 import { CliError } from './errors.js';
-import { SAMPLING_HELP, SAMPLING_OPTIONS, readSamplingSettings, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
+import { SAMPLING_HELP, SAMPLING_OPTIONS, checkBeforeSampling, readSamplingSettings, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
 import type { Command } from './main.js';
 
 const HELP = `usage: diffusion-dpo sample --pretrained_model_name_or_path M (--prompt P ... | --prompt_file F | --prompts SET) [options]
@@ -34,6 +34,7 @@ export const sampleCommand: Command = {
     try {
       const modelPath = await resolveModel(model, { revision: values.revision as string | undefined });
       const unetPath = unet ? await resolveModel(unet) : null;
+      checkBeforeSampling(modelPath, unetPath ? [unetPath] : [], s);
       const p = loadPipeline(modelPath, { device: s.device, dtype: s.dtype });
       try {
         if (unetPath) swapUNet(p, unetPath, s);

@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import * as torch from '../torch/index.js';
-import { loadUNet, type PipelineComponents } from '../models/index.js';
+import { checkImageSide, checkUNetFits, CompatibilityError, loadUNet, readPipelineShape, type PipelineComponents } from '../models/index.js';
 import { writeFileAtomic } from '../models/loading.js';
 import { generate, vaeScaleFactor } from '../pipelines/text_to_image.js';
 import { addPngText } from '../pipelines/png.js';
@@ -111,6 +111,36 @@ export function unetFolder(path: string): string {
   throw new CliError(`${path}: no UNet here (expected config.json or unet/config.json)`);
 }
 
+/**
+ * Everything that can be checked from config files before a model loads or an image is made: every
+ * UNet fits the pipeline (SD vs SDXL, latent channels, cross-attention width), and --height and
+ * --width are multiples of what the VAE and each UNet need.
+ */
+export function checkBeforeSampling(modelPath: string, unetPaths: string[], s: SamplingSettings): void {
+  try {
+    const shape = readPipelineShape(modelPath);
+    const unets = [shape.unet, ...unetPaths.map((u) => checkUNetFits(shape, unetFolder(u)))];
+    for (const unet of unets) {
+      if (s.height !== null) checkImageSide(shape, '--height', s.height, unet);
+      if (s.width !== null) checkImageSide(shape, '--width', s.width, unet);
+    }
+  } catch (e) {
+    if (e instanceof CompatibilityError) throw new CliError(e.message, 2);
+    throw e;
+  }
+}
+
+/** Tells which prompts are longer than the tokenizer reads (CLIP keeps the first 77 tokens, as diffusers). */
+export function warnTruncatedPrompts(prompts: string[], tokenizer: CLIPTokenizer | null, log: (m: string) => void): void {
+  if (!tokenizer) return;
+  prompts.forEach((p, i) => {
+    const n = tokenizer.encodeUntruncated(p).length;
+    if (n > tokenizer.modelMaxLength) {
+      log(`prompt ${i} is ${n} tokens; the text encoder reads the first ${tokenizer.modelMaxLength} (with its start and end tokens), the rest is ignored, as in diffusers: '${p.slice(0, 60)}...'`);
+    }
+  });
+}
+
 /** Replaces the pipeline's UNet by the one in `path` (see unetFolder). */
 export function swapUNet(p: PipelineComponents, path: string, s: SamplingSettings): void {
   const unet = loadUNet(unetFolder(path), { device: s.device, dtype: s.dtype });
@@ -135,6 +165,7 @@ export async function renderImages(p: PipelineComponents, modelPath: string, s: 
   makeScheduler().dispose(); // an unknown --scheduler fails before any work
   const tokenizer = existsSync(join(modelPath, 'tokenizer')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer')) : null;
   const tokenizer2 = existsSync(join(modelPath, 'tokenizer_2')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer_2')) : null;
+  warnTruncatedPrompts(s.prompts, tokenizer ?? tokenizer2, (m) => console.error(`[${label || 'sample'}] ${m}`));
   const size = (p.unet.config.sampleSize ?? 64) * vaeScaleFactor(p);
   const height = s.height ?? size;
   const width = s.width ?? size;

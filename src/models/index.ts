@@ -4,3 +4,4 @@ export { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig, type C
 export { ConfigError, type RawConfig } from './config.js';
 export * from './loading.js';
 export { encodeSdxlPrompt, type SdxlTextEncoders } from './sdxl_prompt.js';
+export { CompatibilityError, checkImageSide, checkUNetFits, pixelMultiple, readPipelineShape, unetMismatches, type PipelineShape } from './compatibility.js';

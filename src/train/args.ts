@@ -40,7 +40,7 @@ export const FLAGS = {
   report_to: { type: 'string', default: 'tensorboard', help: 'tensorboard (also writes metrics.jsonl) or none.', choices: ['tensorboard', 'none'] },
   tracker_project_name: { type: 'string', default: 'tuning', help: 'Run name: the logs go to <output_dir>/<logging_dir>/<tracker_project_name>/ (accelerate\'s TensorBoard layout).' },
   seed: { type: 'int', default: null, help: 'Seed (each process uses seed + rank).' },
-  resolution: { type: 'int', default: null, min: 8, help: 'Image size, a multiple of 8 (default 512, 1024 with --sdxl).' },
+  resolution: { type: 'int', default: null, min: 1, help: 'Image size (default 512, 1024 with --sdxl): a multiple of what the model needs (64 for SD, 32 for SDXL), checked against its configs before any work.' },
   random_crop: { type: 'boolean', default: false, help: 'Random instead of center crop.' },
   no_hflip: { type: 'boolean', default: false, help: 'No random horizontal flip.' },
   train_batch_size: { type: 'int', default: 1, min: 1, help: 'Pairs per device per micro-step.' },
@@ -171,7 +171,6 @@ export function parseTrainArgs(argv: string[]): ParsedTrainArgs {
   const args = out as TrainFlags;
   if (!args.pretrained_model_name_or_path) throw new ArgsError('--pretrained_model_name_or_path is required');
   if (!args.dataset_name && !args.train_data_dir) throw new ArgsError('give --dataset_name (or --train_data_dir for SFT image folders)');
-  if (args.resolution !== null && args.resolution % 8 !== 0) throw new ArgsError(`--resolution must be a multiple of 8 (the VAE downsamples by 8), got ${args.resolution}`);
   return Object.assign(args, { given: set });
 }
 

@@ -9,7 +9,7 @@ import * as torch from '../torch/index.js';
 import { PreferenceDataset, readRowIds } from '../data/dataset.js';
 import { PairLoader } from '../data/loader.js';
 import { resolveDataset, resolveModel } from '../hub/index.js';
-import { disposePipeline, loadPipeline, loadUNet, savePipeline, type PipelineComponents } from '../models/index.js';
+import { checkImageSide, checkUNetFits, disposePipeline, loadPipeline, loadUNet, readPipelineShape, savePipeline, type PipelineComponents } from '../models/index.js';
 import { loadNoiseScheduleConfig, NoiseSchedule } from '../schedulers/noise_schedule.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import {
@@ -74,17 +74,33 @@ function findResume(config: TrainConfig): string | null {
   return r;
 }
 
-async function loadModels(config: TrainConfig, events: TrainEvents): Promise<{ pipeline: PipelineComponents; models: DiffusionModels; placement: FrozenPlacement; modelPath: string }> {
-  const { model, device, precision, memory } = config;
+interface ModelPaths {
+  modelPath: string;
+  /** The folder whose unet/ the trained and the reference UNet start from (--unet_init, else the pipeline). */
+  unetSource: string;
+  vaeFolder: string | undefined;
+}
+
+/** Finds the model folders and checks, from their configs alone, that the run can use them: before any output exists. */
+async function resolveAndCheckModels(config: TrainConfig): Promise<ModelPaths> {
+  const { model } = config;
   const cacheDir = model.cacheDir ?? undefined;
   const modelPath = await resolveModel(model.name, { revision: model.revision ?? undefined, cacheDir });
   const unetSource = model.unetInit ? await resolveModel(model.unetInit, { cacheDir }) : modelPath;
   const vaeFolder = model.vae ? await resolveModel(model.vae, { cacheDir }) : undefined;
-  const pipeline = loadPipeline(modelPath, { device: 'cpu', unetFolder: join(unetSource, 'unet'), vaeFolder });
-  if (model.sdxl !== (pipeline.kind === 'sdxl')) {
-    disposePipeline(pipeline);
-    throw new Error(`${modelPath} is a${pipeline.kind === 'sdxl' ? 'n SDXL' : ' Stable Diffusion 1.x/2.x'} pipeline: ${model.sdxl ? 'drop' : 'add'} --sdxl`);
+  const shape = readPipelineShape(modelPath, { vaeFolder });
+  if (model.sdxl !== (shape.kind === 'sdxl')) {
+    throw new Error(`${modelPath} is a${shape.kind === 'sdxl' ? 'n SDXL' : ' Stable Diffusion 1.x/2.x'} pipeline: ${model.sdxl ? 'drop' : 'add'} --sdxl`);
   }
+  const unet = model.unetInit ? checkUNetFits(shape, join(unetSource, 'unet')) : shape.unet;
+  checkImageSide(shape, '--resolution', config.data.resolution, unet);
+  return { modelPath, unetSource, vaeFolder };
+}
+
+async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainEvents): Promise<{ pipeline: PipelineComponents; models: DiffusionModels; placement: FrozenPlacement }> {
+  const { model, device, precision, memory } = config;
+  const { modelPath, unetSource, vaeFolder } = paths;
+  const pipeline = loadPipeline(modelPath, { device: 'cpu', unetFolder: join(unetSource, 'unet'), vaeFolder });
   const refUnet = config.objective.method === 'dpo' ? loadUNet(join(unetSource, 'unet'), { device: 'cpu', dtype: precision.weightDtype }) : null;
   // the trained UNet stays float32 (mixed precision autocasts its forward); the frozen models run in the weight dtype
   pipeline.unet.to(device).train();
@@ -110,7 +126,7 @@ async function loadModels(config: TrainConfig, events: TrainEvents): Promise<{ p
   events.info(`model: ${modelPath} (${pipeline.kind === 'sdxl' ? 'SDXL' : 'SD'}, UNet ${(pipeline.unet.numParameters() / 1e6).toFixed(1)} M parameters` +
     `${model.unetInit ? `, from ${unetSource}` : ''}); frozen models ${placement.kind === 'offload' ? 'offloaded to host memory' : 'resident'} in ${precision.weightDtype}; ` +
     `gradient checkpointing ${memory.gradientCheckpointing ? 'on' : 'off'}`);
-  return { pipeline, models, placement, modelPath };
+  return { pipeline, models, placement };
 }
 
 async function loadData(config: TrainConfig, models: DiffusionModels, seed: number, badRows: BadRowLog, resuming: boolean, events: TrainEvents): Promise<{ dataset: PreferenceDataset; loader: PairLoader; sourcePath: string }> {
@@ -156,6 +172,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   const monitor = new ResourceMonitor(device);
   events.info(`device: ${device}${torch.deviceType(device) === 'cuda' ? '' : ` (${torch.getNumThreads()} threads)`}`);
   if (config.precision.allowTf32) torch.setAllowTF32(true);
+  const paths = await resolveAndCheckModels(config);
   mkdirSync(config.output.dir, { recursive: true });
 
   // the checkpoint's seed continues a run started without --seed
@@ -164,7 +181,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   const seed = config.seed ?? saved?.signature?.seed ?? Math.floor(Math.random() * 2 ** 31);
   torch.manualSeed(seed + config.batch.rank); // train.py: set_seed(seed + process index)
 
-  const { pipeline, models, placement } = await loadModels(config, events);
+  const { pipeline, models, placement } = await loadModels(config, paths, events);
   const badRowsFile = join(config.output.dir, 'bad_rows.jsonl');
   if (!resumePath) rmSync(badRowsFile, { force: true });
   const badRows = new BadRowLog(badRowsFile, config.data.maxBadFraction);
