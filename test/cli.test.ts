@@ -26,7 +26,57 @@ describe('diffusion-dpo', () => {
     assert.match(bad.err, /unknown command 'frobnicate'/);
     const flag = cli('doctor', '--no-such-flag');
     assert.equal(flag.code, 2);
-    assert.match(flag.err, /Unknown option '--no_such_flag'/);
+    assert.match(flag.err, /unknown flag '--no-such-flag'/);
+  });
+
+  test('typos get the nearest flag or command; values are typed and checked by one parser for every command', () => {
+    const train = cli('train', '--pretrained_model_name_or_path', 'm', '--dataset_name', 'd', '--learning_rat', '1e-5');
+    assert.equal(train.code, 2);
+    assert.match(train.err, /unknown flag '--learning_rat'; did you mean --learning_rate\?/);
+    const sample = cli('sample', '--pretrained_model_name_or_path', 'm', '--num-inference-step', '3');
+    assert.equal(sample.code, 2);
+    assert.match(sample.err, /unknown flag '--num-inference-step'; did you mean --num_inference_steps\?/);
+    const steps = cli('sample', '--pretrained_model_name_or_path', 'm', '--prompt', 'x', '--num_inference_steps', '2.5');
+    assert.equal(steps.code, 2);
+    assert.match(steps.err, /--num_inference_steps must be an integer, got '2\.5'/);
+    const data = cli('data', 'x', '--concurrency', '0');
+    assert.equal(data.code, 2);
+    assert.match(data.err, /--concurrency must be >= 1/);
+    const command = cli('trian');
+    assert.equal(command.code, 2);
+    assert.match(command.err, /unknown command 'trian'; did you mean train\?/);
+  });
+
+  test('input errors are one line; --debug adds the stack; an unexpected error always shows its stack', async () => {
+    const missing = cli('data', join(dir, 'nothing-here'));
+    assert.equal(missing.code, 1);
+    assert.equal(missing.err.trim().split('\n').length, 1, missing.err);
+    const debug = cli('data', join(dir, 'nothing-here'), '--debug');
+    assert.equal(debug.code, 1);
+    assert.match(debug.err, /nothing-here: no such file or folder\n\s+at /);
+    const { runCommand } = await import('../src/cli/main.js');
+    const { mock } = await import('node:test');
+    const err = mock.method(console, 'error', () => undefined);
+    try {
+      const code = await runCommand('bugged', { summary: '', run: () => (undefined as unknown as { x: number }).x }, []);
+      assert.equal(code, 1);
+      const printed = String(err.mock.calls[0]!.arguments[0]);
+      assert.match(printed, /diffusion-dpo bugged: unexpected error .*\nTypeError: Cannot read properties of undefined/);
+      assert.match(printed, /\n\s+at /, 'with its stack');
+    } finally {
+      err.mock.restore();
+    }
+  });
+
+  test('OS errors name the path and the error code', async () => {
+    const { writeTinyPipeline, writeWarmPreferenceSet } = await import('../src/train/demo_assets.js');
+    writeTinyPipeline(join(dir, 'tiny'), 0);
+    const data = await writeWarmPreferenceSet(join(dir, 'tiny-data'), 4, 16, 0);
+    // /sys refuses new folders even to root (EPERM); a read-only mount would say EROFS the same way
+    const r = cli('train', '--pretrained_model_name_or_path', join(dir, 'tiny'), '--dataset_name', data, '--resolution', '16',
+      '--mixed_precision', 'no', '--output_dir', '/sys/dpo-test-output');
+    assert.equal(r.code, 1, r.err);
+    assert.match(r.err, /diffusion-dpo train: E[A-Z]+: [a-z ]+, mkdir '\/sys\/dpo-test-output'/);
   });
 
   test('doctor --json reports libtorch, threads and a matmul figure', () => {

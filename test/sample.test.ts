@@ -88,13 +88,13 @@ describe('sample', () => {
     assert.match(noPrompt.err, /give --prompt, --prompt_file or --prompts/);
     const badSteps = sample('--prompt', 'x', '--num_inference_steps', 'ten');
     assert.equal(badSteps.code, 2);
-    assert.match(badSteps.err, /--num_inference_steps must be an integer >= 1, got 'ten'/);
+    assert.match(badSteps.err, /--num_inference_steps must be an integer, got 'ten'/);
     const zeroSteps = sample('--prompt', 'x', '--num_inference_steps', '0');
     assert.equal(zeroSteps.code, 2);
-    assert.match(zeroSteps.err, /--num_inference_steps must be an integer >= 1, got '0'/);
+    assert.match(zeroSteps.err, /--num_inference_steps must be >= 1, got 0/);
     const badDtype = sample('--prompt', 'x', '--torch_dtype', 'float64');
     assert.equal(badDtype.code, 2);
-    assert.match(badDtype.err, /--torch_dtype must be one of float32, float16, bfloat16, got 'float64'/);
+    assert.match(badDtype.err, /--torch_dtype must be one of float32, float16, bfloat16; got 'float64'/);
     const badSet = sample('--prompts', 'no such set');
     assert.equal(badSet.code, 2);
     assert.match(badSet.err, /--prompts: prompt set 'no such set': not 'notebook'/);

@@ -67,6 +67,17 @@ describe('resume', () => {
     assert.ok(!existsSync(join(out, 'checkpoint-4')), 'nothing was trained');
   });
 
+  test('a truncated trainer_state.json is refused naming the file', async () => {
+    const out = join(dir, 'truncated-state');
+    cpSync(join(dir, 'plain', 'checkpoint-2'), join(out, 'checkpoint-2'), { recursive: true });
+    const file = join(out, 'checkpoint-2', 'trainer_state.json');
+    writeFileSync(file, readFileSync(file, 'utf8').slice(0, 40));
+    const r = await runTrain(flags(out));
+    assert.equal(r.code, 1);
+    assert.ok(r.err.includes(`${file}: cannot read the trainer state (`), r.err);
+    assert.equal(r.err.trim().split('\n').filter((l) => l.startsWith('diffusion-dpo')).length, 1, 'one line, no stack');
+  });
+
   test('a run started without --seed resumes with its own seed, bit-identically', async () => {
     const noSeed = (out: string) => flags(out).filter((a, i, all) => a !== '--seed' && all[i - 1] !== '--seed');
     const full = join(dir, 'noseed-full');

@@ -1,17 +1,17 @@
-// Option parsing shared by the subcommands: node's parseArgs in strict mode (unknown options are
-// errors), with both spellings of each long option accepted (--max_grad_norm and --max-grad-norm).
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+// Flag parsing for the subcommands: the one table-driven parser of src/util/flags.ts (typed values,
+// choices, ranges, repeats, both spellings, did-you-mean), with a wrong command line reported as
+// a usage error (exit status 2) that points at the command's --help.
+import { FlagError, parseFlags, type FlagTable, type ParseOptions, type Parsed } from '../util/flags.js';
 import { CliError } from './errors.js';
 
-type Options = NonNullable<ParseArgsConfig['options']>;
+/** Every command's -h/--help. */
+export const HELP_FLAG = { help: { type: 'boolean', default: false, short: 'h', help: 'this text' } } as const;
 
-export function parseCommandArgs(command: string, argv: string[], options: Options, o: { positionals?: boolean } = {}) {
-  const normalized = argv.map((a) => (a.startsWith('--') ? a.replace(/^--([^=]+)/, (_, n: string) => `--${n.replace(/-/g, '_')}`) : a));
-  const opts: Options = {};
-  for (const [k, v] of Object.entries(options)) opts[k.replace(/-/g, '_')] = v;
+export function parseCommandFlags<T extends FlagTable>(command: string, table: T, argv: string[], o: ParseOptions = {}): Parsed<T> {
   try {
-    return parseArgs({ args: normalized, options: opts, allowPositionals: o.positionals ?? false, strict: true });
+    return parseFlags(table, argv, o);
   } catch (e) {
-    throw new CliError(`${(e as Error).message.replace(/^TypeError \[[A-Z_]+\]: /, '')}\nRun 'diffusion-dpo ${command} --help' for the options.`, 2);
+    if (e instanceof FlagError) throw new CliError(`${e.message}\nRun 'diffusion-dpo ${command} --help' for the options.`, 2);
+    throw e;
   }
 }

@@ -11,9 +11,28 @@ import { PairLoader } from '../data/loader.js';
 import { verifyDataset } from '../data/verify.js';
 import { writeFileAtomic } from '../models/index.js';
 import { resolveDataset } from '../hub/index.js';
-import { parseCommandArgs } from './args.js';
+import { flagsHelp } from '../util/flags.js';
+import { HELP_FLAG, parseCommandFlags } from './args.js';
 import { CliError } from './errors.js';
 import type { Command } from './main.js';
+
+const DATA_FLAGS = {
+  split: { type: 'string', default: 'train', valueName: 'NAME', help: 'split to read' },
+  dreamlike_pairs_only: { type: 'boolean', default: false, help: 'keep pairs whose two models both contain "dream"' },
+  max_train_samples: { type: 'int', default: null, min: 1, valueName: 'N', help: 'a seeded shuffle of the kept rows, then the first N' },
+  seed: { type: 'int', default: 0, min: 0, valueName: 'N', help: 'seed for shuffling and augmentation' },
+  sft: { type: 'boolean', default: false, help: 'count rows as SFT does (the preferred image only; single-image data allowed)' },
+  caption_column: { type: 'string', default: 'caption', valueName: 'NAME', help: 'caption column' },
+  image_column: { type: 'string', default: 'image', valueName: 'NAME', help: 'image column of single-image SFT data' },
+  exclude_rows: { type: 'string', default: null, valueName: 'FILE', help: 'leave out these row ids (as train --exclude_rows)' },
+  verify: { type: 'boolean', default: false, help: 'read every kept row and decode every image it would train on; exit 3 when some rows are unusable (without it, images are not decoded)' },
+  write_exclude: { type: 'string', default: null, valueName: 'FILE', help: 'with --verify: write the unusable rows\' ids (for train --exclude_rows)' },
+  concurrency: { type: 'int', default: 8, min: 1, valueName: 'N', help: 'with --verify: rows checked at once' },
+  resolution: { type: 'int', default: 512, min: 1, valueName: 'N', help: 'image size for --dump' },
+  random_crop: { type: 'boolean', default: false, help: 'the training transforms\' random crop, for --dump' },
+  no_hflip: { type: 'boolean', default: false, help: 'no random horizontal flip, for --dump' },
+  ...HELP_FLAG,
+} as const;
 
 const HELP = `usage: diffusion-dpo data SOURCE [options]
 
@@ -22,22 +41,8 @@ one .parquet file, a .jsonl/.csv table of {caption, image_0, image_1, label_0}, 
 and l/ image subfolders, or a Hub dataset id (resolved through the Hugging Face cache).
 
 options:
-  --split NAME                 split to read (default train)
-  --dreamlike_pairs_only       keep pairs whose two models both contain "dream"
-  --max_train_samples N        a seeded shuffle of the kept rows, then the first N
-  --seed N                     seed for shuffling and augmentation (default 0)
-  --sft                        count rows as SFT does (the preferred image only)
-  --caption_column NAME        caption column (default caption)
-  --image_column NAME          image column of single-image SFT data (default image)
-  --exclude_rows FILE          leave out these row ids (as train --exclude_rows)
-  --verify                     read every kept row and decode every image it would train on; exit 3
-                               when some rows are unusable (without it, images are not decoded)
-  --write_exclude FILE         with --verify: write the unusable rows' ids (for train --exclude_rows)
-  --concurrency N              with --verify: rows checked at once (default 8)
-  --resolution N               image size for --dump (default 512)
-  --random_crop, --no_hflip    the training transforms' options, for --dump
-  --dump N DIR                 write the first N transformed pairs as PNGs into DIR
-  -h, --help                   this text`;
+${flagsHelp(DATA_FLAGS, { width: 30 })}
+  --dump N DIR                write the first N transformed pairs as PNGs into DIR`;
 
 /** A progress line on stderr: redrawn in place on a terminal, every tenth otherwise. */
 function progress(label: string): (done: number, total: number, bad: number) => void {
@@ -83,12 +88,7 @@ export const dataCommand: Command = {
       dumpArgs = [argv[d + 1]!, argv[d + 2]!];
       argv.splice(d, 3);
     }
-    const { values, positionals } = parseCommandArgs('data', argv, {
-      split: { type: 'string' }, dreamlike_pairs_only: { type: 'boolean' }, max_train_samples: { type: 'string' },
-      seed: { type: 'string' }, sft: { type: 'boolean' }, caption_column: { type: 'string' }, image_column: { type: 'string' },
-      exclude_rows: { type: 'string' }, verify: { type: 'boolean' }, write_exclude: { type: 'string' }, concurrency: { type: 'string' },
-      resolution: { type: 'string' }, random_crop: { type: 'boolean' }, no_hflip: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
-    }, { positionals: true });
+    const { values, positionals } = parseCommandFlags('data', DATA_FLAGS, argv, { positionals: true });
     if (values.help) {
       console.log(HELP);
       return 0;
@@ -104,42 +104,32 @@ export const dataCommand: Command = {
     const dumpDir = dumpArgs?.[1];
     const rest = positionals;
     if (rest.length !== 1) throw new CliError(`expected one SOURCE\n\n${HELP}`, 2);
-    const seed = int(values.seed, 'seed') ?? 0;
-    let source: string;
-    try {
-      source = await resolveDataset(rest[0]!, { split: values.split as string | undefined });
-    } catch (e) {
-      throw new CliError((e as Error).message);
-    }
-    let ds: PreferenceDataset;
-    try {
-      ds = await PreferenceDataset.open(source, {
-        split: values.split as string | undefined, dreamlikePairsOnly: Boolean(values.dreamlike_pairs_only),
-        maxTrainSamples: int(values.max_train_samples, 'max_train_samples'), seed, method: values.sft ? 'sft' : 'dpo',
-        columns: { caption: (values.caption_column as string | undefined) ?? 'caption', image: (values.image_column as string | undefined) ?? 'image' },
-        excludeRows: values.exclude_rows ? readRowIds(values.exclude_rows as string) : undefined,
+    const seed = values.seed;
+    const source = await resolveDataset(rest[0]!, { split: values.split });
+    const ds = await PreferenceDataset.open(source, {
+        split: values.split, dreamlikePairsOnly: values.dreamlike_pairs_only,
+        maxTrainSamples: values.max_train_samples ?? undefined, seed, method: values.sft ? 'sft' : 'dpo',
+        columns: { caption: values.caption_column, image: values.image_column },
+        excludeRows: values.exclude_rows ? readRowIds(values.exclude_rows) : undefined,
       });
-    } catch (e) {
-      throw new CliError((e as Error).message);
-    }
     const { badRows, ...stats } = ds.stats;
     const summary: Omit<DatasetStats, 'badRows'> & Record<string, unknown> = { ...stats, unusable_rows: badRows.length };
     let exitCode = 0;
     if (values.verify) {
-      const v = await verifyDataset(ds, { concurrency: int(values.concurrency, 'concurrency') ?? 8, onProgress: progress('verify:') });
+      const v = await verifyDataset(ds, { concurrency: values.concurrency, onProgress: progress('verify:') });
       summary.verify = {
         rows_checked: v.rowsChecked, images_decoded: v.imagesDecoded, unusable: v.badRows.length, by_reason: v.bad,
         ids: v.badRows.map((b) => b.row), first_details: v.badRows.slice(0, 50),
       };
-      if (values.write_exclude) writeFileAtomic(values.write_exclude as string, v.badRows.map((b) => JSON.stringify(b)).join('\n') + (v.badRows.length ? '\n' : ''));
+      if (values.write_exclude) writeFileAtomic(values.write_exclude, v.badRows.map((b) => JSON.stringify(b)).join('\n') + (v.badRows.length ? '\n' : ''));
       if (v.badRows.length) exitCode = 3;
     } else {
       summary.images = 'not decoded: the counts come from the labels and columns only (--verify decodes every image)';
     }
     if (dumpN !== undefined && dumpDir) {
-      const res = int(values.resolution, 'resolution') ?? 512;
+      const res = values.resolution;
       mkdirSync(dumpDir, { recursive: true });
-      const loader = new PairLoader(ds, { batchSize: 1, resolution: res, seed, randomCrop: Boolean(values.random_crop), hflip: !values.no_hflip });
+      const loader = new PairLoader(ds, { batchSize: 1, resolution: res, seed, randomCrop: values.random_crop, hflip: !values.no_hflip });
       let n = 0;
       try {
         for (let b = await loader.next(); b && n < dumpN; b = await loader.next(), n++) {

@@ -1,8 +1,15 @@
 // `diffusion-dpo doctor`: what this installation runs on, and whether it is set up to run fast.
 import { availableParallelism } from 'node:os';
 import * as torch from '../torch/index.js';
-import { parseCommandArgs } from './args.js';
+import { flagsHelp } from '../util/flags.js';
+import { HELP_FLAG, parseCommandFlags } from './args.js';
 import type { Command } from './main.js';
+
+const DOCTOR_FLAGS = {
+  device: { type: 'string', default: null, multiple: true, valueName: 'D', help: 'also measure on D (e.g. cuda); default: cpu, and cuda when available' },
+  json: { type: 'boolean', default: false, help: 'print the report as JSON' },
+  ...HELP_FLAG,
+} as const;
 
 const HELP = `usage: diffusion-dpo doctor [--json] [--device DEVICE]
 
@@ -11,9 +18,7 @@ Reports the libtorch in use (version, path, BLAS, CUDA devices), the thread coun
 no CUDA where one was asked for).
 
 options:
-  --device D   also measure on D (e.g. cuda); default: cpu, and cuda when available
-  --json       print the report as JSON
-  -h, --help   this text`;
+${flagsHelp(DOCTOR_FLAGS, { width: 16 })}`;
 
 export interface DoctorReport {
   node: string;
@@ -82,14 +87,12 @@ export function doctorReport(devices: torch.Device[]): DoctorReport {
 export const doctorCommand: Command = {
   summary: 'report the libtorch, devices, threads and matmul speed, with warnings',
   run(argv) {
-    const { values } = parseCommandArgs('doctor', argv, {
-      json: { type: 'boolean' }, device: { type: 'string', multiple: true }, help: { type: 'boolean', short: 'h' },
-    });
+    const { values } = parseCommandFlags('doctor', DOCTOR_FLAGS, argv);
     if (values.help) {
       console.log(HELP);
       return 0;
     }
-    const devices = (values.device as string[] | undefined) ?? (torch.cuda.isAvailable() ? ['cpu', 'cuda'] : ['cpu']);
+    const devices = values.device.length ? values.device : torch.cuda.isAvailable() ? ['cpu', 'cuda'] : ['cpu'];
     const r = doctorReport(devices);
     if (values.json) {
       console.log(JSON.stringify(r, null, 2));

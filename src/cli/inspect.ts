@@ -1,9 +1,15 @@
 // `diffusion-dpo inspect FILE`: the tensors of a safetensors file or PyTorch checkpoint. Nothing
 // in the file is executed; a bad or hostile file gets a one-line error and exit status 1.
 import * as torch from '../torch/index.js';
-import { parseCommandArgs } from './args.js';
+import { flagsHelp } from '../util/flags.js';
+import { HELP_FLAG, parseCommandFlags } from './args.js';
 import { CliError } from './errors.js';
 import type { Command } from './main.js';
+
+const INSPECT_FLAGS = {
+  json: { type: 'boolean', default: false, help: 'print JSON instead of a table' },
+  ...HELP_FLAG,
+} as const;
 
 const HELP = `usage: diffusion-dpo inspect FILE [--json]
 
@@ -13,8 +19,7 @@ only tensors, dicts, lists, tuples, numbers and strings are accepted, and any ot
 refused without running anything.
 
 options:
-  --json       print JSON instead of a table
-  -h, --help   this text`;
+${flagsHelp(INSPECT_FLAGS, { width: 16 })}`;
 
 export interface InspectRow {
   name: string;
@@ -65,7 +70,7 @@ function humanBytes(n: number): string {
 export const inspectCommand: Command = {
   summary: 'list the tensors of a safetensors file or PyTorch checkpoint',
   run(argv) {
-    const { values, positionals } = parseCommandArgs('inspect', argv, { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } }, { positionals: true });
+    const { values, positionals } = parseCommandFlags('inspect', INSPECT_FLAGS, argv, { positionals: true });
     if (values.help) {
       console.log(HELP);
       return 0;

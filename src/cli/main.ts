@@ -5,6 +5,8 @@ import { demoCommand, trainCommand } from './train.js';
 import { inspectCommand } from './inspect.js';
 import { sampleCommand } from './sample.js';
 import { compareCommand } from './compare.js';
+import { isSystemError, messageWithCauses, stackWithCauses, UserError } from '../util/errors.js';
+import { didYouMean, FlagError } from '../util/flags.js';
 import { CliError } from './errors.js';
 
 export interface Command {
@@ -31,11 +33,23 @@ function usage(): string {
     'commands:',
     ...names.map((n) => `  ${n.padEnd(width)}  ${COMMANDS[n]!.summary}`),
     '',
-    "Run 'diffusion-dpo <command> --help' for a command's options.",
+    "Run 'diffusion-dpo <command> --help' for a command's options; --debug (or DPO_DEBUG=1) prints the stack of any error.",
   ].join('\n');
 }
 
-export async function run(argv: string[]): Promise<number> {
+/** What a user can act on from the message alone: bad input, a system error naming its path, running out of memory. */
+function isExpected(e: unknown): boolean {
+  return e instanceof UserError || isSystemError(e) || (e as { code?: unknown })?.code === 'TORCH_OOM';
+}
+
+/**
+ * Runs a command. Expected failures print one line (exit 2 for a wrong command line, else 1);
+ * anything else prints its stack, with its causes. --debug (anywhere on the command line) or
+ * DPO_DEBUG=1 prints stacks always.
+ */
+export async function run(argvIn: string[]): Promise<number> {
+  const debug = argvIn.includes('--debug') || process.env.DPO_DEBUG === '1';
+  const argv = argvIn.filter((a) => a !== '--debug');
   const [name, ...rest] = argv;
   if (!name || name === '-h' || name === '--help' || name === 'help') {
     console.log(usage());
@@ -43,16 +57,26 @@ export async function run(argv: string[]): Promise<number> {
   }
   const command = COMMANDS[name];
   if (!command) {
-    console.error(`diffusion-dpo: unknown command '${name}'\n\n${usage()}`);
+    const near = didYouMean(name, Object.keys(COMMANDS));
+    console.error(`diffusion-dpo: unknown command '${name}'${near ? `; did you mean ${near}?` : ''}\n\n${usage()}`);
     return 2;
   }
+  return runCommand(name, command, rest, debug);
+}
+
+/** One command, with its failures reported as run() says. */
+export async function runCommand(name: string, command: Command, argv: string[], debug = false): Promise<number> {
   try {
-    return await command.run(rest);
+    return await command.run(argv);
   } catch (e) {
-    if (e instanceof CliError) {
-      console.error(`diffusion-dpo ${name}: ${e.message}`);
-      return e.exitCode;
+    if (debug) console.error(`diffusion-dpo ${name}: ${stackWithCauses(e)}`);
+    if (isExpected(e)) {
+      if (!debug) console.error(`diffusion-dpo ${name}: ${messageWithCauses(e)}`);
+      return e instanceof CliError ? e.exitCode : e instanceof FlagError ? 2 : 1;
     }
-    throw e;
+    if (!debug) {
+      console.error(`diffusion-dpo ${name}: unexpected error (a bug, or a failure of libtorch or the machine; please report it with this output):\n${stackWithCauses(e)}`);
+    }
+    return 1;
   }
 }

@@ -3,52 +3,50 @@
 import { join } from 'node:path';
 import { resolveModel } from '../hub/index.js';
 import { loadPipeline, disposePipeline } from '../models/index.js';
-import { parseCommandArgs } from './args.js';
+import { flagsHelp } from '../util/flags.js';
+import { parseCommandFlags } from './args.js';
 import { CliError } from './errors.js';
-import { SAMPLING_HELP, SAMPLING_OPTIONS, checkBeforeSampling, readSamplingSettings, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
+import { SAMPLING_FLAGS, SAMPLING_HELP, checkBeforeSampling, readSamplingSettings, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
 import type { Command } from './main.js';
+
+const SAMPLE_FLAGS = {
+  unet: { type: 'string', default: null, valueName: 'U', help: 'a separate UNet (folder with config.json, or a folder/Hub id with unet/), e.g. mhdang/dpo-sd1.5-text2image-v1' },
+} as const;
 
 const HELP = `usage: diffusion-dpo sample --pretrained_model_name_or_path M (--prompt P ... | --prompt_file F | --prompts SET) [options]
 
 options (diffusers' pipeline argument names):
 ${SAMPLING_HELP}
-  --unet U                 a separate UNet (folder with config.json, or a folder/Hub id with unet/), e.g. mhdang/dpo-sd1.5-text2image-v1
-  --output_dir D           default samples/
-  -h, --help               this text
+${flagsHelp(SAMPLE_FLAGS, { width: 28 })}
 
-writes <output_dir>/<prompt index>-<seed>.png and grid.png (one row per prompt).`;
+writes <output_dir>/<prompt index>-<seed>.png and grid.png (one row per prompt); --output_dir defaults to samples/.`;
 
 export const sampleCommand: Command = {
   summary: 'generate images from prompts with any SD/SDXL pipeline or trained UNet',
   async run(argv) {
-    const { values } = parseCommandArgs('sample', argv, { ...SAMPLING_OPTIONS, unet: { type: 'string' } });
+    const { values } = parseCommandFlags('sample', { ...SAMPLING_FLAGS, ...SAMPLE_FLAGS }, argv);
     if (values.help) {
       console.log(HELP);
       return 0;
     }
     if (!values.pretrained_model_name_or_path) throw new CliError(`--pretrained_model_name_or_path is required\n\n${HELP}`, 2);
     const s = await readSamplingSettings(values);
-    const model = values.pretrained_model_name_or_path as string;
-    const unet = values.unet as string | undefined;
-    const out = (values.output_dir as string | undefined) ?? 'samples';
+    const model = values.pretrained_model_name_or_path;
+    const unet = values.unet;
+    const out = values.output_dir ?? 'samples';
+    const modelPath = await resolveModel(model, { revision: values.revision ?? undefined });
+    const unetPath = unet ? await resolveModel(unet) : null;
+    checkBeforeSampling(modelPath, unetPath ? [unetPath] : [], s);
+    const p = loadPipeline(modelPath, { device: s.device, dtype: s.dtype });
     try {
-      const modelPath = await resolveModel(model, { revision: values.revision as string | undefined });
-      const unetPath = unet ? await resolveModel(unet) : null;
-      checkBeforeSampling(modelPath, unetPath ? [unetPath] : [], s);
-      const p = loadPipeline(modelPath, { device: s.device, dtype: s.dtype });
-      try {
-        if (unetPath) swapUNet(p, unetPath, s);
-        const r = await renderImages(p, modelPath, s, out, { model, unet: unet ?? '' });
-        const grid = join(out, 'grid.png');
-        await writeGrid(r.images.map((i) => i.file), s.perPrompt, r.width, r.height, grid);
-        console.log(JSON.stringify({ output_dir: out, images: r.images.length, grid }, null, 2));
-        return 0;
-      } finally {
-        disposePipeline(p);
-      }
-    } catch (e) {
-      if (e instanceof CliError) throw e;
-      throw new CliError((e as Error).message);
+      if (unetPath) swapUNet(p, unetPath, s);
+      const r = await renderImages(p, modelPath, s, out, { model, unet: unet ?? '' });
+      const grid = join(out, 'grid.png');
+      await writeGrid(r.images.map((i) => i.file), s.perPrompt, r.width, r.height, grid);
+      console.log(JSON.stringify({ output_dir: out, images: r.images.length, grid }, null, 2));
+      return 0;
+    } finally {
+      disposePipeline(p);
     }
   },
 };

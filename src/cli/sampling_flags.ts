@@ -12,33 +12,32 @@ import { addPngText } from '../pipelines/png.js';
 import { PROMPT_SETS, loadPromptSet, readPromptFile } from '../pipelines/prompts.js';
 import { createScheduler, schedulerFromConfig, type SchedulerName } from '../schedulers/samplers.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
+import { flagsHelp, type FlagValues } from '../util/flags.js';
+import { HELP_FLAG } from './args.js';
 import { CliError } from './errors.js';
 
-export const SAMPLING_OPTIONS = {
-  pretrained_model_name_or_path: { type: 'string' }, revision: { type: 'string' }, prompt: { type: 'string', multiple: true },
-  prompt_file: { type: 'string' }, prompts: { type: 'string' }, negative_prompt: { type: 'string' },
-  num_inference_steps: { type: 'string' }, guidance_scale: { type: 'string' }, guidance_rescale: { type: 'string' },
-  height: { type: 'string' }, width: { type: 'string' }, seed: { type: 'string' }, num_images_per_prompt: { type: 'string' },
-  scheduler: { type: 'string' }, output_dir: { type: 'string' }, device: { type: 'string' }, torch_dtype: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
+export const SAMPLING_FLAGS = {
+  pretrained_model_name_or_path: { type: 'string', default: null, valueName: 'M', help: 'pipeline folder, Hub id, or a training output_dir / checkpoint' },
+  revision: { type: 'string', default: null, help: 'Hub revision of the pipeline' },
+  prompt: { type: 'string', default: null, multiple: true, valueName: 'P', help: 'a prompt (repeatable)' },
+  prompt_file: { type: 'string', default: null, valueName: 'F', help: 'a prompt file: .txt (a line each), .jsonl/.json (records with "prompt", or a list of strings, e.g. HPSv2\'s benchmark JSONs), .tsv/.csv/.parquet (a Prompt/prompt/caption column)' },
+  prompts: { type: 'string', default: null, valueName: 'SET', help: 'notebook (the reference notebook\'s 16 prompts), parti (PartiPrompts, nateraw/parti-prompts on the Hub), a folder of prompt files, or any Hub dataset id[:subfolder] holding them' },
+  negative_prompt: { type: 'string', default: null, valueName: 'N', help: 'one negative prompt for all' },
+  num_inference_steps: { type: 'int', default: 50, min: 1, valueName: 'N', help: 'denoising steps' },
+  guidance_scale: { type: 'float', default: null, valueName: 'G', help: 'default 7.5 (SD) or 5.0 (SDXL), as the reference notebook' },
+  guidance_rescale: { type: 'float', default: 0, min: 0, valueName: 'R', help: 'guidance rescale (Lin et al.)' },
+  height: { type: 'int', default: null, min: 1, valueName: 'H', help: 'default: the UNet\'s sample_size x the VAE\'s scale factor; a multiple of what the models need (64 for SD, 32 for SDXL)' },
+  width: { type: 'int', default: null, min: 1, valueName: 'W', help: 'as --height' },
+  seed: { type: 'int', default: 0, min: 0, valueName: 'S', help: 'image k of a prompt uses seed + k' },
+  num_images_per_prompt: { type: 'int', default: 1, min: 1, valueName: 'K', help: 'images per prompt' },
+  scheduler: { type: 'string', default: null, valueName: 'NAME', help: 'ddpm, ddim, pndm, euler, euler_ancestral, dpmpp_2m, dpmpp_2m_karras (default: the pipeline\'s)' },
+  output_dir: { type: 'string', default: null, valueName: 'D', help: 'where the images go' },
+  device: { type: 'string', default: null, valueName: 'D', help: 'default cuda when available, else cpu' },
+  torch_dtype: { type: 'string', default: 'float32', choices: ['float32', 'float16', 'bfloat16'], valueName: 'T', help: 'the weights\' dtype (the VAE decodes in float32 where its config sets force_upcast)' },
+  ...HELP_FLAG,
 } as const;
 
-export const SAMPLING_HELP = `  --pretrained_model_name_or_path M  pipeline folder, Hub id, or a training output_dir / checkpoint
-  --prompt P               a prompt (repeatable)
-  --prompt_file F          a prompt file: .txt (a line each), .jsonl/.json (records with "prompt", or a list of
-                           strings, e.g. HPSv2's benchmark JSONs), .tsv/.csv/.parquet (a Prompt/prompt/caption column)
-  --prompts SET            notebook (the reference notebook's 16 prompts), parti (PartiPrompts, nateraw/parti-prompts
-                           on the Hub), a folder of prompt files, or any Hub dataset id[:subfolder] holding them
-  --negative_prompt N      one negative prompt for all
-  --num_inference_steps N  default 50
-  --guidance_scale G       default 7.5 (SD) or 5.0 (SDXL), as the reference notebook
-  --guidance_rescale R     default 0
-  --height H, --width W    default: the UNet's sample_size x the VAE's scale factor (8 for real models)
-  --seed S                 default 0; image k of a prompt uses seed + k
-  --num_images_per_prompt K  default 1
-  --scheduler NAME         ddpm, ddim, pndm, euler, euler_ancestral, dpmpp_2m, dpmpp_2m_karras (default: the pipeline's)
-  --device D               default cuda when available, else cpu
-  --torch_dtype T          float32 (default), float16 or bfloat16: the weights' dtype (the VAE decodes in float32 where its config sets force_upcast)`;
+export const SAMPLING_HELP = flagsHelp(SAMPLING_FLAGS, { width: 28 });
 
 export interface SamplingSettings {
   prompts: string[];
@@ -55,30 +54,19 @@ export interface SamplingSettings {
   dtype: 'float32' | 'float16' | 'bfloat16';
 }
 
-const DTYPES = ['float32', 'float16', 'bfloat16'] as const;
-
-function num(name: string, v: unknown, integer = true, min = -Infinity): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || (integer && !Number.isInteger(n)) || n < min) {
-    throw new CliError(`--${name} must be ${integer ? 'an integer' : 'a number'}${min > -Infinity ? ` >= ${min}` : ''}, got '${String(v)}'`, 2);
-  }
-  return n;
-}
-
 /** Checks the shared flags and reads the prompts; every error is a usage error (exit 2) raised before any model loads. */
-export async function readSamplingSettings(values: Record<string, unknown>): Promise<SamplingSettings> {
-  const prompts: string[] = [...((values.prompt as string[] | undefined) ?? [])];
+export async function readSamplingSettings(values: FlagValues<typeof SAMPLING_FLAGS>): Promise<SamplingSettings> {
+  const prompts: string[] = [...values.prompt];
   if (values.prompt_file) {
     try {
-      prompts.push(...(await readPromptFile(values.prompt_file as string)));
+      prompts.push(...(await readPromptFile(values.prompt_file)));
     } catch (e) {
       throw new CliError(`--prompt_file: ${(e as Error).message}`, 2);
     }
   }
   if (values.prompts) {
     try {
-      prompts.push(...(await loadPromptSet(values.prompts as string)));
+      prompts.push(...(await loadPromptSet(values.prompts)));
     } catch (e) {
       throw new CliError(`--prompts: ${(e as Error).message}`, 2);
     }
@@ -86,21 +74,17 @@ export async function readSamplingSettings(values: Record<string, unknown>): Pro
   if (prompts.length === 0) throw new CliError(`give --prompt, --prompt_file or --prompts (notebook, ${Object.keys(PROMPT_SETS).join(', ')}, a folder or a Hub dataset)`, 2);
   return {
     prompts,
-    negativePrompt: (values.negative_prompt as string | undefined) ?? null,
-    steps: num('num_inference_steps', values.num_inference_steps, true, 1) ?? 50,
-    guidanceScale: num('guidance_scale', values.guidance_scale, false) ?? null,
-    guidanceRescale: num('guidance_rescale', values.guidance_rescale, false, 0) ?? 0,
-    height: num('height', values.height, true, 8) ?? null,
-    width: num('width', values.width, true, 8) ?? null,
-    seed: num('seed', values.seed, true, 0) ?? 0,
-    perPrompt: num('num_images_per_prompt', values.num_images_per_prompt, true, 1) ?? 1,
-    scheduler: (values.scheduler as SchedulerName | undefined) ?? null,
-    device: (values.device as string | undefined) ?? (torch.cuda.isAvailable() ? 'cuda' : 'cpu'),
-    dtype: (() => {
-      const d = (values.torch_dtype as string | undefined) ?? 'float32';
-      if (!(DTYPES as readonly string[]).includes(d)) throw new CliError(`--torch_dtype must be one of ${DTYPES.join(', ')}, got '${d}'`, 2);
-      return d as SamplingSettings['dtype'];
-    })(),
+    negativePrompt: values.negative_prompt,
+    steps: values.num_inference_steps,
+    guidanceScale: values.guidance_scale,
+    guidanceRescale: values.guidance_rescale,
+    height: values.height,
+    width: values.width,
+    seed: values.seed,
+    perPrompt: values.num_images_per_prompt,
+    scheduler: values.scheduler as SchedulerName | null,
+    device: values.device ?? (torch.cuda.isAvailable() ? 'cuda' : 'cpu'),
+    dtype: values.torch_dtype as SamplingSettings['dtype'],
   };
 }
 

@@ -35,7 +35,7 @@ async function runTraining(argv: string[]): Promise<number> {
     config = resolveTrainConfig(parseTrainArgs(argv));
   } catch (e) {
     if (e instanceof ArgsError) throw new CliError(`${e.message}\nRun 'diffusion-dpo train --help' for the flags.`, 2);
-    throw e;
+    throw e; // a bad --exclude_rows or --config file names itself
   }
   const stop = gracefulStop('saving a checkpoint at the end of this update', (m) => console.error(`\n[train] ${m}`));
   try {
@@ -43,8 +43,6 @@ async function runTraining(argv: string[]): Promise<number> {
     const last = r.history[r.history.length - 1];
     console.log(JSON.stringify({ output_dir: r.outputDir, steps: r.globalStep, stopped_by: r.stoppedBy, last }, null, 2));
     return r.stoppedBy === 'signal' ? (stop.exitCode ?? 130) : 0;
-  } catch (e) {
-    throw new CliError((e as Error).message);
   } finally {
     stop.dispose();
   }

@@ -12,6 +12,7 @@ import { hash32, shuffled } from './rng.js';
 import { openImageFolder, openPairFolder, openTable } from './sources/files.js';
 import { TarPairSource } from './sources/tar.js';
 import { ParquetPairSource, PICKAPIC_COLUMNS, type PreferenceColumns } from './sources/parquet.js';
+import { UserError } from '../util/errors.js';
 
 export interface DatasetOptions {
   split?: string;
@@ -39,7 +40,7 @@ export interface DatasetStats {
   badRows: BadRow[];
 }
 
-export class DatasetError extends Error {
+export class DatasetError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'DatasetError';

@@ -4,8 +4,9 @@
 // images carry none, so the reference's numbers are unaffected). Truncated or corrupt files throw.
 import sharp from 'sharp';
 import type { RawImage } from './pil_resize.js';
+import { UserError } from '../util/errors.js';
 
-export class ImageDecodeError extends Error {
+export class ImageDecodeError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'ImageDecodeError';

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { UserError } from '../util/errors.js';
 
 export type RepoType = 'model' | 'dataset';
 
@@ -22,7 +23,7 @@ const REPO_ID = /^[A-Za-z0-9][\w.-]*(\/[\w.-]+)?$/;
 
 export function checkRepoId(repoId: string): void {
   if (!REPO_ID.test(repoId) || repoId.includes('--') || repoId.includes('..')) {
-    throw new Error(`'${repoId}' is not a valid Hugging Face repo id (expected 'org/name')`);
+    throw new UserError(`'${repoId}' is not a valid Hugging Face repo id (expected 'org/name')`);
   }
 }
 

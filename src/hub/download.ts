@@ -8,8 +8,9 @@ import { dirname, join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hubCacheDir, repoCacheDir, type RepoType } from './cache.js';
+import { UserError } from '../util/errors.js';
 
-export class HubError extends Error {
+export class HubError extends UserError {
   constructor(message: string, readonly status?: number) {
     super(message);
     this.name = 'HubError';

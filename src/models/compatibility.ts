@@ -11,8 +11,9 @@ import { parseCLIPTextConfig } from './clip_text.js';
 import { parseUNetConfig, type UNetConfig } from './unet_2d_condition.js';
 import { parseVAEConfig, type VAEConfig } from './autoencoder_kl.js';
 import type { RawConfig } from './config.js';
+import { UserError } from '../util/errors.js';
 
-export class CompatibilityError extends Error {
+export class CompatibilityError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'CompatibilityError';

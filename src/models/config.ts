@@ -1,8 +1,9 @@
 // Config parsing shared by the models: read a diffusers/transformers config.json object, fill in
 // the reference library's defaults, and refuse values this implementation does not support with
 // an error naming the option (never a silent fallback).
+import { UserError } from '../util/errors.js';
 
-export class ConfigError extends Error {
+export class ConfigError extends UserError {
   constructor(readonly model: string, message: string) {
     super(`${model} config: ${message}`);
     this.name = 'ConfigError';

@@ -10,8 +10,9 @@ import { AutoencoderKL, renameLegacyVAEKeys } from './autoencoder_kl.js';
 import { CLIPTextModel, CLIPTextModelWithProjection } from './clip_text.js';
 import type { RawConfig } from './config.js';
 import { UNet2DConditionModel } from './unet_2d_condition.js';
+import { UserError } from '../util/errors.js';
 
-export class ModelLoadError extends Error {
+export class ModelLoadError extends UserError {
   constructor(readonly path: string, message: string) {
     super(`${path}: ${message}`);
     this.name = 'ModelLoadError';

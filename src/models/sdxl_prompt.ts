@@ -5,6 +5,7 @@
 import * as torch from '../torch/index.js';
 import type { CLIPTokenizer } from '../tokenizers/clip.js';
 import type { CLIPTextModel, CLIPTextModelWithProjection } from './clip_text.js';
+import { UserError } from '../util/errors.js';
 
 export interface SdxlTextEncoders {
   textEncoder: CLIPTextModel | null;
@@ -14,7 +15,7 @@ export interface SdxlTextEncoders {
 }
 
 export function encodeSdxlPrompt(e: SdxlTextEncoders, texts: string[]): { promptEmbeds: torch.Tensor; pooled: torch.Tensor } {
-  if (!e.textEncoder2 || !e.tokenizer2) throw new Error('SDXL needs text_encoder_2 and tokenizer_2');
+  if (!e.textEncoder2 || !e.tokenizer2) throw new UserError('SDXL needs text_encoder_2 and tokenizer_2');
   const ids = (tok: CLIPTokenizer, enc: torch.nn.Module) =>
     torch.tensor(tok.encodeBatch(texts).map((x) => x.inputIds), { dtype: 'int64', device: enc.parameters()[0]!.device });
   return torch.tidy(() => torch.noGrad(() => {

@@ -3,8 +3,16 @@
 // Prints, per case, the worst absolute and relative error and how much of its tolerance it used;
 // exits 1 when any case fails, errors or cannot be run.
 import { writeFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { FlagError, flagsHelp, parseFlags } from '../util/flags.js';
 import { runFolder, type CaseResult } from './run.js';
+
+const FLAGS = {
+  kind: { type: 'string', default: null, valueName: 'K1,K2', help: 'only cases of these kinds (e.g. optimizer,lr_schedule)' },
+  case: { type: 'string', default: null, valueName: 'N1,N2', help: 'only these cases' },
+  verbose: { type: 'boolean', default: false, help: 'one line per compared tensor' },
+  json: { type: 'string', default: null, valueName: 'FILE', help: 'also write the results as JSON' },
+  help: { type: 'boolean', default: false, short: 'h', help: 'this text' },
+} as const;
 
 const HELP = `usage: npm run parity -- <folder> [options]
 
@@ -12,11 +20,7 @@ Runs every case of a fixtures folder (the ../shared/fixtures format: cases/<name
 cases/<name>.safetensors) against this implementation.
 
 options:
-  --kind K1,K2     only cases of these kinds (e.g. optimizer,lr_schedule)
-  --case N1,N2     only these cases
-  --verbose        one line per compared tensor
-  --json FILE      also write the results as JSON
-  -h, --help       this text
+${flagsHelp(FLAGS, { width: 18 })}
 
 exit status: 0 when every selected case passes; 1 when any fails, errors or is unsupported.`;
 
@@ -27,13 +31,15 @@ function fmt(x: number | undefined): string {
 }
 
 async function main(): Promise<number> {
-  const { values, positionals } = parseArgs({
-    allowPositionals: true,
-    options: {
-      kind: { type: 'string' }, case: { type: 'string' }, verbose: { type: 'boolean' }, json: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
+  let parsed;
+  try {
+    parsed = parseFlags(FLAGS, process.argv.slice(2), { positionals: true });
+  } catch (e) {
+    if (!(e instanceof FlagError)) throw e;
+    console.error(`parity: ${e.message}\n\n${HELP}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
   if (values.help) {
     console.log(HELP);
     return 0;

@@ -8,6 +8,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import { cachedSnapshot, checkRepoId, hubCacheDir, isOffline, repoCacheDir, snapshotDownload, stderrProgress } from '../hub/index.js';
+import { UserError } from '../util/errors.js';
 export const NOTEBOOK_PROMPTS: readonly string[] = [
   'A pile of sand swirling in the wind forming the shape of a dancer',
   'A giant dinosaur frozen into a glacier and recently discovered by scientists, cinematic still',
@@ -42,7 +43,7 @@ function promptOf(record: unknown, where: string): string {
       if (typeof v === 'string') return v;
     }
   }
-  throw new Error(`${where}: no prompt (expected a string or a record with one of ${PROMPT_KEYS.join(', ')})`);
+  throw new UserError(`${where}: no prompt (expected a string or a record with one of ${PROMPT_KEYS.join(', ')})`);
 }
 
 /** The prompts of one file, by its extension; bad rows are errors naming file and line/row. */
@@ -53,7 +54,7 @@ export async function readPromptFile(path: string): Promise<string[]> {
     const metadata = await parquetMetadataAsync(file);
     const names = metadata.schema.map((s) => s.name);
     const column = PROMPT_KEYS.find((k) => names.includes(k));
-    if (!column) throw new Error(`${path}: no prompt column (expected one of ${PROMPT_KEYS.join(', ')})`);
+    if (!column) throw new UserError(`${path}: no prompt column (expected one of ${PROMPT_KEYS.join(', ')})`);
     const rows = (await parquetReadObjects({ file, metadata, columns: [column], compressors })) as Record<string, unknown>[];
     return rows.map((r, i) => promptOf(r, `${path}: row ${i}`));
   }
@@ -65,7 +66,7 @@ export async function readPromptFile(path: string): Promise<string[]> {
       try {
         o = JSON.parse(l);
       } catch {
-        throw new Error(`${path}:${i + 1}: not valid JSON`);
+        throw new UserError(`${path}:${i + 1}: not valid JSON`);
       }
       return promptOf(o, `${path}:${i + 1}`);
     });
@@ -75,9 +76,9 @@ export async function readPromptFile(path: string): Promise<string[]> {
     try {
       o = JSON.parse(text);
     } catch (e) {
-      throw new Error(`${path}: not valid JSON (${(e as Error).message})`);
+      throw new UserError(`${path}: not valid JSON (${(e as Error).message})`);
     }
-    if (!Array.isArray(o)) throw new Error(`${path}: expected a JSON list of prompts`);
+    if (!Array.isArray(o)) throw new UserError(`${path}: expected a JSON list of prompts`);
     return o.map((r, i) => promptOf(r, `${path}: item ${i}`));
   }
   if (ext === '.tsv' || ext === '.csv') {
@@ -85,7 +86,7 @@ export async function readPromptFile(path: string): Promise<string[]> {
     try {
       rows = parseCsv(text, { columns: true, delimiter: ext === '.tsv' ? '\t' : ',', relax_quotes: true, skip_empty_lines: true, bom: true });
     } catch (e) {
-      throw new Error(`${path}: ${(e as Error).message}`);
+      throw new UserError(`${path}: ${(e as Error).message}`);
     }
     return rows.map((r, i) => promptOf(r, `${path}: row ${i + 2}`));
   }
@@ -113,19 +114,19 @@ export async function loadPromptSet(spec: string, o: { cacheDir?: string; endpoi
   const id = PROMPT_SETS[spec] ?? spec;
   if (existsSync(id)) {
     const files = statSync(id).isDirectory() ? promptFiles(id) : [id];
-    if (files.length === 0) throw new Error(`${id}: no prompt files (.txt, .jsonl, .json, .tsv, .csv, .parquet)`);
+    if (files.length === 0) throw new UserError(`${id}: no prompt files (.txt, .jsonl, .json, .tsv, .csv, .parquet)`);
     return (await Promise.all(files.map(readPromptFile))).flat();
   }
   const [repo, sub = ''] = id.split(':') as [string, string?];
   try {
     checkRepoId(repo);
   } catch {
-    throw new Error(`prompt set '${spec}': not 'notebook', ${Object.keys(PROMPT_SETS).join(', ')}, a file, a folder or a Hub dataset id`);
+    throw new UserError(`prompt set '${spec}': not 'notebook', ${Object.keys(PROMPT_SETS).join(', ')}, a file, a folder or a Hub dataset id`);
   }
   const under = (f: string) => !sub || f.startsWith(`${sub.replace(/\/+$/, '')}/`);
   let folder = cachedSnapshot(repo, { type: 'dataset', cacheDir: o.cacheDir });
   if (!folder) {
-    if (isOffline()) throw new Error(`dataset ${repo} is not in the Hugging Face cache ${repoCacheDir(repo, 'dataset', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
+    if (isOffline()) throw new UserError(`dataset ${repo} is not in the Hugging Face cache ${repoCacheDir(repo, 'dataset', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
     folder = await snapshotDownload(repo, {
       type: 'dataset', cacheDir: o.cacheDir, endpoint: o.endpoint, onProgress: stderrProgress(),
       select: (files) => {
@@ -133,16 +134,16 @@ export async function loadPromptSet(spec: string, o: { cacheDir?: string; endpoi
         // text files first; parquet only when there is nothing else (image datasets ship parquet shards)
         const text = inSub.filter((f) => PROMPT_FILE.test(f) && !/\.parquet$/i.test(f) && !/(^|\/)readme/i.test(f));
         const chosen = text.length > 0 ? text : inSub.filter((f) => /\.parquet$/i.test(f));
-        if (chosen.length === 0) throw new Error(`dataset ${repo} has no prompt files${sub ? ` under ${sub}/` : ''}`);
+        if (chosen.length === 0) throw new UserError(`dataset ${repo} has no prompt files${sub ? ` under ${sub}/` : ''}`);
         return chosen;
       },
     });
   }
   const root = sub ? join(folder, sub) : folder;
-  if (!existsSync(root)) throw new Error(`dataset ${repo}: no folder ${sub}`);
+  if (!existsSync(root)) throw new UserError(`dataset ${repo}: no folder ${sub}`);
   const files = promptFiles(root);
   const text = files.filter((f) => !/\.parquet$/i.test(f));
   const chosen = text.length > 0 ? text : files;
-  if (chosen.length === 0) throw new Error(`dataset ${repo}: no prompt files in ${root}`);
+  if (chosen.length === 0) throw new UserError(`dataset ${repo}: no prompt files in ${root}`);
   return (await Promise.all(chosen.map(readPromptFile))).flat();
 }

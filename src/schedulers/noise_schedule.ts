@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
+import { UserError } from '../util/errors.js';
 
 export interface NoiseScheduleConfig {
   numTrainTimesteps: number;
@@ -19,7 +20,7 @@ export interface NoiseScheduleConfig {
 export function parseNoiseScheduleConfig(raw: Record<string, unknown>): NoiseScheduleConfig {
   const schedule = (raw.beta_schedule as string | undefined) ?? 'linear';
   if (!['linear', 'scaled_linear', 'squaredcos_cap_v2'].includes(schedule)) {
-    throw new Error(`scheduler config: beta_schedule '${schedule}' is not supported (linear, scaled_linear, squaredcos_cap_v2)`);
+    throw new UserError(`scheduler config: beta_schedule '${schedule}' is not supported (linear, scaled_linear, squaredcos_cap_v2)`);
   }
   return {
     numTrainTimesteps: (raw.num_train_timesteps as number | undefined) ?? 1000,

@@ -9,6 +9,7 @@
 // level); x0 = predicted clean sample; eps = the model's output.
 import * as torch from '../torch/index.js';
 import { NoiseSchedule, parseNoiseScheduleConfig, type NoiseScheduleConfig } from './noise_schedule.js';
+import { UserError } from '../util/errors.js';
 
 export type Spacing = 'leading' | 'linspace' | 'trailing';
 
@@ -47,12 +48,12 @@ abstract class Base {
 
   constructor(readonly raw: Record<string, unknown>) {
     this.cfg = parseNoiseScheduleConfig(raw);
-    if (this.cfg.predictionType !== 'epsilon') throw new Error(`${this.constructor.name}: prediction_type '${this.cfg.predictionType}' is not supported (epsilon only)`);
+    if (this.cfg.predictionType !== 'epsilon') throw new UserError(`${this.constructor.name}: prediction_type '${this.cfg.predictionType}' is not supported (epsilon only)`);
     const s = new NoiseSchedule(this.cfg);
     this.ac = Array.from(s.alphasCumprod.toTypedArray() as Float32Array);
     s.dispose();
     this.spacing = ((raw.timestep_spacing as Spacing | undefined) ?? this.defaultSpacing()) as Spacing;
-    if (!['leading', 'linspace', 'trailing'].includes(this.spacing)) throw new Error(`timestep_spacing '${this.spacing}' is not supported`);
+    if (!['leading', 'linspace', 'trailing'].includes(this.spacing)) throw new UserError(`timestep_spacing '${this.spacing}' is not supported`);
     this.stepsOffset = (raw.steps_offset as number | undefined) ?? 0;
   }
   protected defaultSpacing(): Spacing {
@@ -156,7 +157,7 @@ export class PNDMScheduler extends Base implements Scheduler {
   #curSample: torch.Tensor | null = null;
   constructor(raw: Record<string, unknown>) {
     super(raw);
-    if (raw.skip_prk_steps === false) throw new Error('PNDM with Runge-Kutta warm-up steps (skip_prk_steps false) is not supported');
+    if (raw.skip_prk_steps === false) throw new UserError('PNDM with Runge-Kutta warm-up steps (skip_prk_steps false) is not supported');
     this.finalAbar = (raw.set_alpha_to_one as boolean | undefined) ?? true ? 1.0 : this.ac[0]!;
   }
   setTimesteps(n: number): void {
@@ -270,7 +271,7 @@ export class EulerDiscreteScheduler extends SigmaBase implements Scheduler {
   readonly name = 'euler';
   constructor(raw: Record<string, unknown>) {
     super(raw);
-    if (raw.use_karras_sigmas === true) throw new Error('Euler with Karras sigmas is not supported (DPM-Solver++ 2M Karras is)');
+    if (raw.use_karras_sigmas === true) throw new UserError('Euler with Karras sigmas is not supported (DPM-Solver++ 2M Karras is)');
   }
   step(eps: torch.Tensor, t: number, sample: torch.Tensor, o: { generator?: torch.Generator } = {}): StepResult {
     const i = this.indexOf(t);
@@ -318,7 +319,7 @@ export class DPMSolverMultistepScheduler extends Base implements Scheduler {
     super(raw);
     this.karras = raw.use_karras_sigmas === true;
     if ((raw.algorithm_type ?? 'dpmsolver++') !== 'dpmsolver++' || (raw.solver_order ?? 2) !== 2 || (raw.solver_type ?? 'midpoint') !== 'midpoint') {
-      throw new Error('DPM-Solver: only algorithm_type dpmsolver++, solver_order 2, solver_type midpoint are supported');
+      throw new UserError('DPM-Solver: only algorithm_type dpmsolver++, solver_order 2, solver_type midpoint are supported');
     }
   }
   override dispose(): void {
@@ -420,7 +421,7 @@ export type SchedulerName = keyof typeof SCHEDULERS | 'dpmpp_2m_karras';
 export function createScheduler(name: SchedulerName, raw: Record<string, unknown>): Scheduler {
   if (name === 'dpmpp_2m_karras') return new DPMSolverMultistepScheduler({ ...raw, use_karras_sigmas: true });
   const cls = SCHEDULERS[name];
-  if (!cls) throw new Error(`unknown scheduler '${String(name)}' (expected one of ${[...Object.keys(SCHEDULERS), 'dpmpp_2m_karras'].join(', ')})`);
+  if (!cls) throw new UserError(`unknown scheduler '${String(name)}' (expected one of ${[...Object.keys(SCHEDULERS), 'dpmpp_2m_karras'].join(', ')})`);
   return new cls(raw);
 }
 
@@ -431,6 +432,6 @@ export function schedulerFromConfig(raw: Record<string, unknown>): Scheduler {
     EulerAncestralDiscreteScheduler: 'euler_ancestral', DPMSolverMultistepScheduler: 'dpmpp_2m',
   };
   const name = byClass[String(raw._class_name)];
-  if (!name) throw new Error(`scheduler class '${String(raw._class_name)}' is not supported (${Object.keys(byClass).join(', ')})`);
+  if (!name) throw new UserError(`scheduler class '${String(raw._class_name)}' is not supported (${Object.keys(byClass).join(', ')})`);
   return createScheduler(name, raw);
 }

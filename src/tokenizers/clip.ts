@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { basicTokenize } from './basic.js';
 import { fixText } from './ftfy.js';
+import { UserError } from '../util/errors.js';
 
 /** GPT-2's reversible byte -> printable character table (index = byte value). */
 export function bytesToUnicode(): string[] {
@@ -67,7 +68,7 @@ export class CLIPTokenizer {
     this.modelMaxLength = o.modelMaxLength ?? 77;
     this.useFtfy = o.ftfy ?? true;
     for (const t of [this.bosToken, this.eosToken, this.padToken]) {
-      if (!this.encoder.has(t)) throw new Error(`tokenizer vocabulary has no '${t}'`);
+      if (!this.encoder.has(t)) throw new UserError(`tokenizer vocabulary has no '${t}'`);
     }
     this.#specials = new Set([this.bosToken, this.eosToken, this.unkToken, this.padToken]);
     const escaped = [...this.#specials].sort((a, b) => b.length - a.length).map((t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
@@ -89,11 +90,11 @@ export class CLIPTokenizer {
       merges = readFileSync(join(folder, 'merges.txt'), 'utf8').trim().split('\n').slice(1);
     } else if (existsSync(join(folder, 'tokenizer.json'))) {
       const model = (read('tokenizer.json') as { model?: { vocab?: Record<string, number>; merges?: (string | [string, string])[] } }).model;
-      if (!model?.vocab || !model.merges) throw new Error(`${folder}/tokenizer.json has no BPE model`);
+      if (!model?.vocab || !model.merges) throw new UserError(`${folder}/tokenizer.json has no BPE model`);
       vocab = model.vocab;
       merges = model.merges.map((m) => (Array.isArray(m) ? m.join(' ') : m));
     } else {
-      throw new Error(`${folder}: no tokenizer files (expected vocab.json + merges.txt, or tokenizer.json)`);
+      throw new UserError(`${folder}: no tokenizer files (expected vocab.json + merges.txt, or tokenizer.json)`);
     }
     return new CLIPTokenizer(vocab, merges, { ...o, padToken, modelMaxLength });
   }

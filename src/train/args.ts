@@ -5,21 +5,7 @@
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
-
-export type FlagType = 'string' | 'int' | 'float' | 'boolean';
-
-export interface FlagSpec {
-  type: FlagType;
-  default: string | number | boolean | null;
-  help: string;
-  choices?: readonly string[];
-  /** Smallest allowed value (numbers). */
-  min?: number;
-  /** Largest allowed value (numbers). */
-  max?: number;
-  /** Set to a non-default value: refused with this reason. */
-  unsupported?: string;
-}
+import { didYouMean, FlagError, flagsHelp, parseFlags, type FlagSpec, type FlagValues } from '../util/flags.js';
 
 export const FLAGS = {
   pretrained_model_name_or_path: { type: 'string', default: null, help: 'Model folder, Hub id, or (with the demo) generated tiny model. Required.' },
@@ -83,103 +69,42 @@ export const FLAGS = {
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;
-
-/** A flag's value type: booleans; strings and numbers, nullable only where the default is null. */
-type FlagValue<S> = S extends { type: 'boolean' } ? boolean
-  : S extends { type: 'string'; default: null } ? string | null
-  : S extends { type: 'string' } ? string
-  : S extends { default: null } ? number | null
-  : number;
-
-export type TrainFlags = { -readonly [K in FlagName]: FlagValue<(typeof FLAGS)[K]> };
+export type TrainFlags = FlagValues<typeof FLAGS>;
 
 /** The flags' values (defaults filled in) and which of them the user set, on the command line or in --config. */
 export type ParsedTrainArgs = TrainFlags & { readonly given: ReadonlySet<FlagName> };
 
-const FLOAT32_MAX = 3.4028234663852886e38;
-
-export class ArgsError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ArgsError';
-  }
-}
-
-function convert(name: FlagName, raw: unknown): string | number | boolean | null {
-  const spec: FlagSpec = FLAGS[name];
-  if (raw === null) return null;
-  switch (spec.type) {
-    case 'boolean':
-      if (typeof raw === 'boolean') return raw;
-      if (raw === 'true' || raw === '1') return true;
-      if (raw === 'false' || raw === '0') return false;
-      throw new ArgsError(`--${name} is a switch; got '${String(raw)}'`);
-    case 'int':
-    case 'float': {
-      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : Number.NaN;
-      if (spec.type === 'int' ? !Number.isInteger(n) : !Number.isFinite(n)) throw new ArgsError(`--${name} must be ${spec.type === 'int' ? 'an integer' : 'a number'}, got '${String(raw)}'`);
-      // every float flag ends up in float32 arithmetic, where a larger value is an overflow error mid-run
-      if (spec.type === 'float' && Math.abs(n) > FLOAT32_MAX) throw new ArgsError(`--${name} must be within the float32 range (|x| <= 3.4e38), got ${n}`);
-      if (spec.min !== undefined && n < spec.min) throw new ArgsError(`--${name} must be >= ${spec.min}, got ${n}`);
-      if (spec.max !== undefined && n > spec.max) throw new ArgsError(`--${name} must be <= ${spec.max}, got ${n}`);
-      return n;
-    }
-    default: {
-      const s = String(raw);
-      if (spec.choices && !spec.choices.includes(s)) throw new ArgsError(`--${name} must be one of ${spec.choices.join(', ')}; got '${s}'`);
-      return s;
-    }
-  }
-}
+export { FlagError as ArgsError };
 
 /** Parses train.py-style argv (`--name value`, `--name=value`, dashes or underscores), over a --config file. */
 export function parseTrainArgs(argv: string[]): ParsedTrainArgs {
-  const given: Partial<Record<FlagName, unknown>> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (!a.startsWith('--')) throw new ArgsError(`unexpected argument '${a}' (flags start with --)`);
-    const eq = a.indexOf('=');
-    const name = (eq > 0 ? a.slice(2, eq) : a.slice(2)).replace(/-/g, '_') as FlagName;
-    const spec: FlagSpec | undefined = FLAGS[name];
-    if (!spec) throw new ArgsError(`unknown flag '${a.split('=')[0]}' (see --help)`);
-    if (eq > 0) given[name] = a.slice(eq + 1);
-    else if (spec.type === 'boolean' && (i + 1 >= argv.length || argv[i + 1]!.startsWith('--'))) given[name] = true;
-    else {
-      if (i + 1 >= argv.length) throw new ArgsError(`--${name} needs a value`);
-      given[name] = argv[++i];
-    }
-  }
+  // the config file's name comes from the command line; its flags sit under those of the command line
+  const configAt = argv.findIndex((a) => /^--config(=|$)/.test(a));
+  const configFile = configAt < 0 ? null : argv[configAt]!.includes('=') ? argv[configAt]!.slice(argv[configAt]!.indexOf('=') + 1) : argv[configAt + 1];
   let fromFile: Record<string, unknown> = {};
-  if (given.config) {
+  if (configFile) {
     try {
-      fromFile = JSON.parse(readFileSync(String(given.config), 'utf8')) as Record<string, unknown>;
+      fromFile = JSON.parse(readFileSync(configFile, 'utf8')) as Record<string, unknown>;
     } catch (e) {
-      throw new ArgsError(`--config ${String(given.config)}: ${(e as Error).message}`);
+      throw new FlagError(`--config ${configFile}: ${(e as Error).message}`);
     }
-    for (const k of Object.keys(fromFile)) if (!(k.replace(/-/g, '_') in FLAGS)) throw new ArgsError(`--config ${String(given.config)}: unknown flag '${k}'`);
+    for (const k of Object.keys(fromFile)) {
+      const name = k.replace(/-/g, '_');
+      if (!(name in FLAGS)) {
+        const near = didYouMean(name, Object.keys(FLAGS));
+        throw new FlagError(`--config ${configFile}: unknown flag '${k}'${near ? `; did you mean ${near}?` : ''}`);
+      }
+    }
   }
-  const fileValue = (name: string): unknown => (name in fromFile ? fromFile[name] : fromFile[name.replace(/_/g, '-')]);
-  const out = {} as Record<FlagName, string | number | boolean | null>;
-  const set = new Set<FlagName>();
-  for (const name of Object.keys(FLAGS) as FlagName[]) {
-    const spec: FlagSpec = FLAGS[name];
-    const raw = name in given ? given[name] : fileValue(name) !== undefined ? fileValue(name) : spec.default;
-    if (name in given || fileValue(name) !== undefined) set.add(name);
-    out[name] = convert(name, raw ?? null);
-    if (spec.unsupported && out[name] !== spec.default && out[name] !== null && out[name] !== '') throw new ArgsError(`--${name}: ${spec.unsupported}`);
-  }
-  const args = out as TrainFlags;
-  if (!args.pretrained_model_name_or_path) throw new ArgsError('--pretrained_model_name_or_path is required');
-  if (!args.dataset_name && !args.train_data_dir) throw new ArgsError('give --dataset_name (or --train_data_dir for SFT image folders)');
-  return Object.assign(args, { given: set });
+  const { values, given } = parseFlags(FLAGS, argv, { extra: fromFile, float32: true });
+  const args = values as TrainFlags;
+  if (!args.pretrained_model_name_or_path) throw new FlagError('--pretrained_model_name_or_path is required');
+  if (!args.dataset_name && !args.train_data_dir) throw new FlagError('give --dataset_name (or --train_data_dir for SFT image folders)');
+  return Object.assign(args, { given: given as ReadonlySet<FlagName> });
 }
 
 export function trainHelp(): string {
-  const lines = ['usage: diffusion-dpo train --pretrained_model_name_or_path M --dataset_name D [flags]', '',
-    'The flags of the reference train.py (each also with dashes: --beta-dpo), with its defaults:', ''];
-  for (const [name, spec] of Object.entries(FLAGS) as [string, FlagSpec][]) {
-    const def = spec.default === null || spec.default === '' ? '' : ` (default ${String(spec.default)})`;
-    lines.push(`  --${name}${spec.type === 'boolean' ? '' : ` ${spec.type.toUpperCase()}`}`.padEnd(44) + spec.help + def);
-  }
-  return lines.join('\n');
+  return ['usage: diffusion-dpo train --pretrained_model_name_or_path M --dataset_name D [flags]', '',
+    'The flags of the reference train.py (each also with dashes: --beta-dpo), with its defaults, and ours:', '',
+    flagsHelp(FLAGS, { width: 44 })].join('\n');
 }

@@ -5,11 +5,12 @@
 // training on what is left would quietly change the data.
 import { appendFileSync } from 'node:fs';
 import type { BadReason, BadRow } from '../data/record.js';
+import { UserError } from '../util/errors.js';
 
 /** Rows read before the share of bad ones is judged (a few early bad rows prove little). */
 const MIN_ROWS_JUDGED = 100;
 
-export class BadDataError extends Error {
+export class BadDataError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'BadDataError';

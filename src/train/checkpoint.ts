@@ -10,6 +10,7 @@ import * as torch from '../torch/index.js';
 import type { UNet2DConditionModel } from '../models/index.js';
 import { saveComponent, writeFileAtomic } from '../models/index.js';
 import type { LoaderState } from '../data/loader.js';
+import { UserError } from '../util/errors.js';
 
 /**
  * What fixes the sequence of batches and updates: resuming with any of it changed would not
@@ -55,7 +56,7 @@ interface TrainerStateV1 extends Omit<TrainerState, 'version' | 'generators' | '
   cpuRng: string;
 }
 
-export class CheckpointError extends Error {
+export class CheckpointError extends UserError {
   constructor(readonly path: string, message: string) {
     super(`${path}: ${message}`);
     this.name = 'CheckpointError';
@@ -86,7 +87,7 @@ export function saveCheckpoint(outputDir: string, step: number, unet: UNet2DCond
     renameSync(tmp, final);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw new Error(`cannot save checkpoint ${final}: ${(e as Error).message} (earlier checkpoints are untouched)`, { cause: e });
+    throw new UserError(`cannot save checkpoint ${final}: ${(e as Error).message} (earlier checkpoints are untouched)`, { cause: e });
   }
   if (keepLast !== null) {
     const all = checkpointDirs(outputDir);

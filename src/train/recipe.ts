@@ -23,6 +23,7 @@ import { OffloadPlacement, residentPlacement, type FrozenPlacement } from './pla
 import { createDiffusionStep, type DiffusionModels, type DiffusionStep } from './step.js';
 import { ResourceMonitor, type ResourceSummary } from './telemetry.js';
 import { NonFiniteLossError, runUpdate } from './update.js';
+import { UserError } from '../util/errors.js';
 
 export interface TrainEvents {
   /** A line for the user (setup facts, decisions, warnings). */
@@ -70,7 +71,7 @@ function findResume(config: TrainConfig): string | null {
   const r = config.output.resume;
   if (r === null) return null;
   if (r === 'latest') return checkpointDirs(config.output.dir).pop()?.path ?? null;
-  if (!existsSync(join(r, 'trainer_state.json'))) throw new Error(`--resume_from_checkpoint ${r}: no such checkpoint (no trainer_state.json there)`);
+  if (!existsSync(join(r, 'trainer_state.json'))) throw new UserError(`--resume_from_checkpoint ${r}: no such checkpoint (no trainer_state.json there)`);
   return r;
 }
 
@@ -90,7 +91,7 @@ async function resolveAndCheckModels(config: TrainConfig): Promise<ModelPaths> {
   const vaeFolder = model.vae ? await resolveModel(model.vae, { cacheDir }) : undefined;
   const shape = readPipelineShape(modelPath, { vaeFolder });
   if (model.sdxl !== (shape.kind === 'sdxl')) {
-    throw new Error(`${modelPath} is a${shape.kind === 'sdxl' ? 'n SDXL' : ' Stable Diffusion 1.x/2.x'} pipeline: ${model.sdxl ? 'drop' : 'add'} --sdxl`);
+    throw new UserError(`${modelPath} is a${shape.kind === 'sdxl' ? 'n SDXL' : ' Stable Diffusion 1.x/2.x'} pipeline: ${model.sdxl ? 'drop' : 'add'} --sdxl`);
   }
   const unet = model.unetInit ? checkUNetFits(shape, join(unetSource, 'unet')) : shape.unet;
   checkImageSide(shape, '--resolution', config.data.resolution, unet);
@@ -187,7 +188,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   const badRows = new BadRowLog(badRowsFile, config.data.maxBadFraction);
   const { dataset, loader, sourcePath } = await loadData(config, models, seed, badRows, resumePath !== null, events);
   const updatesPerEpoch = Math.ceil(loader.stepsPerEpoch / config.batch.accumulation);
-  if (updatesPerEpoch === 0) throw new Error(`the dataset has ${dataset.length} usable rows: fewer than one batch of ${config.batch.perDevice}`);
+  if (updatesPerEpoch === 0) throw new UserError(`the dataset has ${dataset.length} usable rows: fewer than one batch of ${config.batch.perDevice}`);
   const maxSteps = config.schedule.maxTrainSteps ?? config.schedule.numTrainEpochs * updatesPerEpoch;
   const plan = { maxSteps, maxEpochs: Math.ceil(maxSteps / updatesPerEpoch), updatesPerEpoch };
   const { batch, schedule: sc } = config;
@@ -231,7 +232,7 @@ function restore(s: TrainState, path: string, saved: ReturnType<typeof readTrain
   if (saved.signature) {
     const changes = signatureChanges(saved.signature, s.signature);
     if (changes.length) {
-      throw new Error(`cannot resume from ${path}: the run's settings changed (${changes.join('; ')}). ` +
+      throw new UserError(`cannot resume from ${path}: the run's settings changed (${changes.join('; ')}). ` +
         'A resumed run must see the same batches in the same order: restore those settings, or start a new run in another --output_dir (or with --resume_from_checkpoint none)');
     }
   } else {
@@ -306,7 +307,7 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
       await new Promise((r) => setImmediate(r)); // let finalizers, I/O and signals run between updates
     }
   } catch (e) {
-    if (e instanceof NonFiniteLossError) throw new Error(`${e.message}: training stopped; ${saveLastGoodState(s, events)}`, { cause: e });
+    if (e instanceof NonFiniteLossError) throw new UserError(`${e.message}: training stopped; ${saveLastGoodState(s, events)}`, { cause: e });
     if (e instanceof BadDataError) {
       const saved = s.progress.globalStep > startStep && !existsSync(join(s.config.output.dir, `checkpoint-${s.progress.globalStep}`)) ? saveState(s, events) : null;
       throw new BadDataError(`training stopped at step ${s.progress.globalStep}: ${e.message}${saved ? `. The state is saved in ${saved}` : ''}`);

@@ -22,6 +22,7 @@ import type { NoiseSchedule } from '../schedulers/noise_schedule.js';
 import type { CLIPTokenizer } from '../tokenizers/clip.js';
 import { dpoLoss, sftLoss, type DpoLossOutput } from './dpo_loss.js';
 import { residentPlacement, type FrozenPlacement } from './placement.js';
+import { UserError } from '../util/errors.js';
 
 export type TimestepMode = 'default' | 'refiner' | 'turbo';
 
@@ -129,7 +130,7 @@ export type DiffusionStep = (batch: StepBatch) => StepOutput;
  */
 export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): DiffusionStep {
   if (m.noise.config.predictionType !== 'epsilon') {
-    throw new Error(`the scheduler's prediction_type is '${m.noise.config.predictionType}': Diffusion-DPO as in the reference trains epsilon-prediction models only`);
+    throw new UserError(`the scheduler's prediction_type is '${m.noise.config.predictionType}': Diffusion-DPO as in the reference trains epsilon-prediction models only`);
   }
   if (cfg.method === 'dpo' && !m.refUnet) throw new Error('DPO needs a reference UNet');
   const placement = cfg.placement ?? residentPlacement;

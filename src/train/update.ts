@@ -9,6 +9,7 @@
 // (reduction across processes, adapter-only parameters) belongs here.
 import * as torch from '../torch/index.js';
 import type { Batch } from '../data/loader.js';
+import { BadDataError } from './bad_rows.js';
 import type { TrainState } from './recipe.js';
 
 /** What one update logs (train.py's names). */
@@ -66,7 +67,7 @@ async function nextBatch(s: TrainState, firstOfUpdate: boolean): Promise<Batch |
   const batch = await s.loader.next();
   if (batch || !firstOfUpdate || s.loader.state().epoch >= s.plan.maxEpochs) return batch;
   const next = await s.loader.next();
-  if (!next) throw new Error(`epoch ${s.loader.state().epoch} yielded no batch of ${s.config.batch.perDevice}: every row read was bad (counts: ${JSON.stringify(s.loader.badRows)})`);
+  if (!next) throw new BadDataError(`epoch ${s.loader.state().epoch} yielded no batch of ${s.config.batch.perDevice}: every row read was bad (counts: ${JSON.stringify(s.loader.badRows)})`);
   return next;
 }
 

@@ -8,8 +8,9 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import type { ImageBytes, PairRow, PairSource, RowMeta } from '../record.js';
+import { UserError } from '../../util/errors.js';
 
-export class DataFileError extends Error {
+export class DataFileError extends UserError {
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'DataFileError';

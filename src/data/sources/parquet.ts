@@ -5,6 +5,7 @@
 import { asyncBufferFromFile, cachedAsyncBuffer, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import type { ImageBytes, PairRow, PairSource, RowMeta } from '../record.js';
+import { UserError } from '../../util/errors.js';
 
 export interface PreferenceColumns {
   caption: string;
@@ -30,7 +31,7 @@ interface Shard {
   columns: Set<string>;
 }
 
-export class ParquetShardError extends Error {
+export class ParquetShardError extends UserError {
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'ParquetShardError';

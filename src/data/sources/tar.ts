@@ -5,6 +5,7 @@
 // Scalar fields come from per-key members ("000123.label_0" holding "1") or from a JSON member.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import type { ImageBytes, PairRow, PairSource, RowMeta } from '../record.js';
+import { UserError } from '../../util/errors.js';
 
 export interface TarFields {
   image0: string;
@@ -22,7 +23,7 @@ export const PICKAPIC_TAR_FIELDS: TarFields = {
   image0: 'jpg_0', image1: 'jpg_1', json: 'json', caption: ['caption', 'txt'], label0: 'label_0', label1: 'label_1', model0: 'model_0', model1: 'model_1',
 };
 
-export class TarShardError extends Error {
+export class TarShardError extends UserError {
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'TarShardError';

@@ -10,8 +10,9 @@ import { OP } from '../ops.js';
 import { Tensor, wrap } from '../tensor.js';
 import { PickleCallable, UnpicklingError, unpickle } from './pickle.js';
 import { ZipReader } from './zip.js';
+import { UserError } from '../../util/errors.js';
 
-export class CheckpointError extends Error {
+export class CheckpointError extends UserError {
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'CheckpointError';

@@ -2,8 +2,9 @@
 // resolves globals only from a fixed allow-list (OrderedDict, the tensor/parameter rebuild
 // functions, the storage types, torch.Size, torch.device). Any other global is refused with an
 // error naming it; nothing is ever imported or executed, so a hostile checkpoint cannot run code.
+import { UserError } from '../../util/errors.js';
 
-export class UnpicklingError extends Error {
+export class UnpicklingError extends UserError {
   constructor(message: string) {
     super(message);
     this.name = 'UnpicklingError';

@@ -8,8 +8,9 @@ import { type DType, dtypeCode, ELEMENT_SIZE } from '../dtype.js';
 import type { Device } from '../device.js';
 import { native, type Mapping } from '../native.js';
 import { Tensor, wrap } from '../tensor.js';
+import { UserError } from '../../util/errors.js';
 
-export class SafetensorsError extends Error {
+export class SafetensorsError extends UserError {
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'SafetensorsError';

@@ -2,6 +2,7 @@
 // large files). It reads the central directory only; entry data is located, not loaded.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { inflateRawSync } from 'node:zlib';
+import { UserError } from '../../util/errors.js';
 
 export interface ZipEntry {
   name: string;
@@ -11,7 +12,7 @@ export interface ZipEntry {
   localHeaderOffset: number;
 }
 
-export class ZipError extends Error {
+export class ZipError extends UserError {
   constructor(readonly file: string, message: string) {
     super(`${file}: ${message}`);
     this.name = 'ZipError';

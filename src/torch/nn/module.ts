@@ -6,13 +6,14 @@ import type { DType } from '../dtype.js';
 import type { Device } from '../device.js';
 import { keep } from '../scope.js';
 import { Tensor } from '../tensor.js';
+import { UserError } from '../../util/errors.js';
 
 export interface LoadResult {
   missingKeys: string[];
   unexpectedKeys: string[];
 }
 
-export class StateDictError extends Error {
+export class StateDictError extends UserError {
   constructor(
     readonly missingKeys: string[],
     readonly unexpectedKeys: string[],
