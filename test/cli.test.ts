@@ -117,6 +117,62 @@ describe('diffusion-dpo', () => {
       assert.match(r.err, re);
     }
   });
+
+  test('inspect lists 130,000 tensors in table mode', () => {
+    // a safetensors file written by hand: 130k one-element float32 tensors
+    const n = 130_000;
+    const header: Record<string, unknown> = {};
+    for (let i = 0; i < n; i++) header[`layer.${i}.weight`] = { dtype: 'F32', shape: [1], data_offsets: [4 * i, 4 * i + 4] };
+    const json = Buffer.from(JSON.stringify(header));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    const file = join(dir, 'many.safetensors');
+    writeFileSync(file, Buffer.concat([len, json, Buffer.alloc(4 * n)]));
+    const r = spawnSync(process.execPath, [bin, 'inspect', file], { encoding: 'utf8', maxBuffer: 1 << 28 });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout.trim().split('\n').length, n + 3, 'header, one line per tensor, a blank line and the total');
+    assert.match(r.stdout, /130000 tensors, 130,000 values/);
+  });
+
+  test('a zip-bomb checkpoint is refused before it inflates, whatever its header declares', async () => {
+    const { deflateRawSync, constants } = await import('node:zlib');
+    // 256 MiB of zeros as 256 independently compressed 1 MiB pieces (about 1 KiB each), then a final empty block
+    const piece = deflateRawSync(Buffer.alloc(1 << 20), { finishFlush: constants.Z_SYNC_FLUSH });
+    const data = Buffer.concat([...Array.from({ length: 256 }, () => piece), Buffer.from([0x03, 0x00])]);
+    const zip = (declared: number) => {
+      const name = Buffer.from('archive/data.pkl');
+      const local = Buffer.alloc(30);
+      local.writeUInt32LE(0x04034b50, 0);
+      local.writeUInt16LE(8, 8); // deflate
+      local.writeUInt32LE(data.length, 18);
+      local.writeUInt32LE(declared, 22);
+      local.writeUInt16LE(name.length, 26);
+      const central = Buffer.alloc(46);
+      central.writeUInt32LE(0x02014b50, 0);
+      central.writeUInt16LE(8, 10);
+      central.writeUInt32LE(data.length, 20);
+      central.writeUInt32LE(declared, 24);
+      central.writeUInt16LE(name.length, 28);
+      central.writeUInt32LE(0, 42);
+      const dirOffset = local.length + name.length + data.length;
+      const eocd = Buffer.alloc(22);
+      eocd.writeUInt32LE(0x06054b50, 0);
+      eocd.writeUInt16LE(1, 8);
+      eocd.writeUInt16LE(1, 10);
+      eocd.writeUInt32LE(central.length + name.length, 12);
+      eocd.writeUInt32LE(dirOffset, 16);
+      return Buffer.concat([local, name, data, central, name, eocd]);
+    };
+    const { inspectFile } = await import('../src/cli/inspect.js');
+    const before = process.resourceUsage().maxRSS;
+    for (const [declared, re] of [[0xfffffff0, /inflates to 4294967280 bytes, more than the 64 MiB allowed/], [1000, /inflates to more than its declared 1000 bytes/]] as const) {
+      const file = join(dir, `bomb-${declared}.pt`);
+      writeFileSync(file, zip(declared));
+      assert.throws(() => inspectFile(file), re);
+    }
+    const grewMb = (process.resourceUsage().maxRSS - before) / 1024;
+    assert.ok(grewMb < 100, `peak memory grew ${grewMb.toFixed(0)} MB`);
+  });
 });
 
 describe('npm run parity', () => {

@@ -81,14 +81,21 @@ export const inspectCommand: Command = {
       console.log(JSON.stringify(r, null, 2));
       return 0;
     }
+    // loops, not Math.max(...rows): a checkpoint can hold more tensors than a call has room for arguments
     const rows = r.tensors.map((t) => [t.name, t.dtype, `[${t.shape.join(', ')}]`, humanBytes(t.bytes)]);
     const header = ['name', 'dtype', 'shape', 'bytes'];
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+    const widths = header.map((h) => h.length);
+    for (const row of rows) row.forEach((c, i) => (widths[i] = Math.max(widths[i]!, c.length)));
     const fmt = (row: string[]) => row.map((c, i) => (i === 3 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join('  ');
-    console.log(fmt(header));
-    for (const row of rows) console.log(fmt(row));
-    const total = r.tensors.reduce((s, t) => s + t.bytes, 0);
-    const params = r.tensors.reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1), 0);
+    const lines = [fmt(header)];
+    for (const row of rows) lines.push(fmt(row));
+    process.stdout.write(`${lines.join('\n')}\n`);
+    let total = 0;
+    let params = 0;
+    for (const t of r.tensors) {
+      total += t.bytes;
+      params += t.shape.reduce((a, b) => a * b, 1);
+    }
     console.log(`\n${r.tensors.length} tensors, ${params.toLocaleString('en-US')} values, ${humanBytes(total)} (${r.format})`);
     if (r.metadata && Object.keys(r.metadata).length) console.log(`metadata: ${JSON.stringify(r.metadata)}`);
     return 0;

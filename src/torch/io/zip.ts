@@ -19,15 +19,29 @@ export class ZipError extends UserError {
   }
 }
 
+/**
+ * How far a compressed entry may inflate: at least 64 MiB, else 100 times the file's size
+ * (torch.save stores entries uncompressed, so real checkpoints are nowhere near it; a zip bomb's
+ * 1 MB inflates to gigabytes). DPO_ZIP_MAX_INFLATE_MB overrides it.
+ */
+export function defaultInflateLimit(fileSize: number): number {
+  const env = Number(process.env.DPO_ZIP_MAX_INFLATE_MB);
+  if (Number.isFinite(env) && env > 0) return env * 2 ** 20;
+  return Math.max(64 * 2 ** 20, 100 * fileSize);
+}
+
 export class ZipReader {
   readonly entries = new Map<string, ZipEntry>();
   readonly size: number;
+  /** The most bytes one entry may inflate to. */
+  readonly maxInflate: number;
   readonly #fd: number;
 
-  constructor(readonly path: string) {
+  constructor(readonly path: string, o: { maxInflate?: number } = {}) {
     this.#fd = openSync(path, 'r');
     try {
       this.size = fstatSync(this.#fd).size;
+      this.maxInflate = o.maxInflate ?? defaultInflateLimit(this.size);
       this.#readDirectory();
     } catch (e) {
       closeSync(this.#fd);
@@ -112,7 +126,19 @@ export class ZipReader {
     if (!entry) throw new ZipError(this.path, `no entry '${name}'`);
     const raw = this.read(this.dataOffset(entry), entry.compressedSize);
     if (entry.method === 0) return raw;
-    if (entry.method === 8) return inflateRawSync(raw);
+    if (entry.method === 8) {
+      // the declared size is checked before inflating, and the inflation itself is capped (a header can lie)
+      const limit = this.maxInflate;
+      const refuse = (size: string) => new ZipError(this.path, `entry '${name}' inflates to ${size}, more than the ${(limit / 2 ** 20).toFixed(0)} MiB allowed ` +
+        `for a ${this.size}-byte file (a zip bomb?); DPO_ZIP_MAX_INFLATE_MB raises the limit`);
+      if (entry.size > limit) throw refuse(`${entry.size} bytes`);
+      try {
+        return inflateRawSync(raw, { maxOutputLength: Math.max(1, Math.min(limit, entry.size || limit)) });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw refuse(`more than its declared ${entry.size} bytes`);
+        throw new ZipError(this.path, `entry '${name}' does not inflate (${(e as Error).message})`);
+      }
+    }
     throw new ZipError(this.path, `entry '${name}' uses unsupported compression method ${entry.method}`);
   }
 
