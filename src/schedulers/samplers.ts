@@ -35,7 +35,24 @@ const npRound = (x: number) => {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 };
-const linspace = (a: number, b: number, n: number) => Array.from({ length: n }, (_, i) => (n === 1 ? a : a + ((b - a) * i) / (n - 1)));
+/** numpy.linspace(a, b, n): a + i * step (the same float64 arithmetic), the last value exactly b. */
+const linspace = (a: number, b: number, n: number) => {
+  if (n === 1) return [a];
+  const step = (b - a) / (n - 1);
+  return Array.from({ length: n }, (_, i) => (i === n - 1 ? b : i * step + a));
+};
+/**
+ * numpy.arange(start, stop, step) for floats: ceil((stop - start) / step) values start + i * delta,
+ * where numpy's delta is (start + step) - start, not step (its fill function derives it from the
+ * first two values). Not a loop of repeated subtraction, which drifts and can add a value.
+ */
+const arange = (start: number, stop: number, step: number) => {
+  const delta = start + step - start;
+  return Array.from({ length: Math.max(0, Math.ceil((stop - start) / step)) }, (_, i) => start + i * delta);
+};
+/** Trailing spacing (arXiv 2305.08891, Table 2): round(arange(T, 0, -T/n)) - 1, from T - 1 down. */
+const trailing = (T: number, n: number) => arange(T, 0, -T / n).map((t) => npRound(t) - 1);
+
 
 abstract class Base {
   timesteps: number[] = [];
@@ -62,17 +79,18 @@ abstract class Base {
   protected get T(): number {
     return this.cfg.numTrainTimesteps;
   }
-  /** Integer timesteps of DDPM/DDIM (diffusers' set_timesteps). */
-  protected integerTimesteps(n: number): number[] {
-    if (this.spacing === 'linspace') return linspace(0, this.T - 1, n).map(npRound).reverse();
+  /** Integer timesteps of DDPM/DDIM/PNDM, ascending (diffusers' set_timesteps before it reverses them). */
+  protected ascendingTimesteps(n: number): number[] {
+    if (this.spacing === 'linspace') return linspace(0, this.T - 1, n).map(npRound);
     if (this.spacing === 'leading') {
       const ratio = Math.floor(this.T / n);
-      return Array.from({ length: n }, (_, i) => npRound(i * ratio) + this.stepsOffset).reverse();
+      return Array.from({ length: n }, (_, i) => npRound(i * ratio) + this.stepsOffset);
     }
-    const ratio = this.T / n;
-    const out: number[] = [];
-    for (let t = this.T; t > 0; t -= ratio) out.push(npRound(t) - 1);
-    return out;
+    return trailing(this.T, n).reverse();
+  }
+  /** The same, descending: DDPM's and DDIM's table. */
+  protected integerTimesteps(n: number): number[] {
+    return this.ascendingTimesteps(n).reverse();
   }
   scaleModelInput(sample: torch.Tensor, _t?: number): torch.Tensor {
     void _t;
@@ -162,8 +180,8 @@ export class PNDMScheduler extends Base implements Scheduler {
   }
   setTimesteps(n: number): void {
     this.numInferenceSteps = n;
-    const ratio = Math.floor(this.T / n);
-    const base = Array.from({ length: n }, (_, i) => npRound(i * ratio) + this.stepsOffset);
+    // skip_prk_steps: the second-to-last timestep is repeated (PLMS's warm-up), then all reversed
+    const base = this.ascendingTimesteps(n);
     this.timesteps = [...base.slice(0, -1), ...base.slice(-2, -1), ...base.slice(-1)].reverse();
     this.#reset();
   }
@@ -227,8 +245,16 @@ abstract class SigmaBase extends Base {
   protected override defaultSpacing(): Spacing {
     return 'linspace';
   }
+  /**
+   * sqrt((1 - abar) / abar), computed as diffusers does: with libtorch's float32 kernels on the
+   * float32 alphas_cumprod (its vectorised float32 square root is not always the correctly rounded
+   * one, so float64 arithmetic would differ in the last bit).
+   */
   protected fullSigmas(): number[] {
-    return this.ac.map((a) => Math.sqrt((1 - a) / a));
+    return torch.tidy(() => {
+      const ac = torch.tensor(this.ac, { dtype: 'float32' });
+      return Array.from(ac.rsub(1).div(ac).pow(0.5).toTypedArray() as Float32Array);
+    });
   }
   setTimesteps(n: number): void {
     let ts: number[];
@@ -237,21 +263,24 @@ abstract class SigmaBase extends Base {
       const ratio = Math.floor(this.T / n);
       ts = Array.from({ length: n }, (_, i) => npRound(i * ratio) + this.stepsOffset).reverse();
     } else {
-      const ratio = this.T / n;
-      ts = [];
-      for (let t = this.T; t > 0; t -= ratio) ts.push(npRound(t) - 1);
+      ts = trailing(this.T, n);
     }
     const full = this.fullSigmas();
-    // np.interp over integer positions, then float32 as diffusers stores them
+    // np.interp over integer positions (clamped at the ends: leading spacing's offset reaches T at
+    // 1000 steps), then float32 as diffusers stores them
     const interp = (t: number) => {
+      if (t <= 0) return full[0]!;
+      if (t >= full.length - 1) return full[full.length - 1]!;
       const lo = Math.floor(t);
-      const hi = Math.min(lo + 1, full.length - 1);
-      return full[lo]! + (full[hi]! - full[lo]!) * (t - lo);
+      if (t === lo) return full[lo]!;
+      return (full[lo + 1]! - full[lo]!) * (t - lo) + full[lo]!;
     };
     this.sigmas = [...ts.map((t) => Math.fround(interp(t))), 0];
     this.timesteps = ts;
-    const max = Math.max(...this.sigmas);
-    this.initNoiseSigma = this.spacing === 'leading' ? Math.fround(Math.sqrt(max * max + 1)) : max;
+    let max = 0;
+    for (const x of this.sigmas) max = Math.max(max, x);
+    // diffusers 0.20 computes it on the float32 sigmas tensor
+    this.initNoiseSigma = this.spacing === 'leading' ? torch.tidy(() => torch.tensor([max], { dtype: 'float32' }).pow(2).add(1).pow(0.5).item() as number) : max;
     this.#index = 0;
   }
   protected indexOf(t: number): number {
@@ -272,6 +301,7 @@ export class EulerDiscreteScheduler extends SigmaBase implements Scheduler {
   constructor(raw: Record<string, unknown>) {
     super(raw);
     if (raw.use_karras_sigmas === true) throw new UserError('Euler with Karras sigmas is not supported (DPM-Solver++ 2M Karras is)');
+    if ((raw.interpolation_type ?? 'linear') !== 'linear') throw new UserError(`Euler: interpolation_type '${String(raw.interpolation_type)}' is not supported (linear)`);
   }
   step(eps: torch.Tensor, t: number, sample: torch.Tensor, o: { generator?: torch.Generator } = {}): StepResult {
     const i = this.indexOf(t);
@@ -337,9 +367,7 @@ export class DPMSolverMultistepScheduler extends Base implements Scheduler {
       const ratio = Math.floor(last / (n + 1));
       ts = Array.from({ length: n + 1 }, (_, i) => npRound(i * ratio) + this.stepsOffset).reverse().slice(0, -1);
     } else {
-      const ratio = last / n;
-      ts = [];
-      for (let t = last; t > 0; t -= ratio) ts.push(npRound(t) - 1);
+      ts = trailing(last, n);
     }
     if (this.karras) {
       const sigmas = this.ac.map((a) => Math.sqrt((1 - a) / a));
