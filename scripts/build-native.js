@@ -5,15 +5,12 @@
 //
 //   node scripts/build-native.js [--force] [--out DIR]   (--out: build elsewhere, e.g. against another libtorch)
 //
-// A CUDA libtorch (lib/libtorch_cuda.so) is linked by paths rather than through CMake's
-// find_package(Torch): Caffe2's CMake config of a CUDA wheel wants nvcc and a CUDA toolkit at
-// configure time (pytorch#133293) and links that toolkit's runtime beside the wheel's own, while
-// the addon has no CUDA code and needs neither. DPO_TORCH_PATHS_MODE=1 / 0 forces either way.
+// A CUDA libtorch (lib/libtorch_cuda.so) is linked by paths (find-libtorch.js linkByPaths; pytorch#133293).
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { findLibtorch } from './find-libtorch.js';
+import { findLibtorch, linkByPaths } from './find-libtorch.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outIndex = process.argv.indexOf('--out');
@@ -29,7 +26,7 @@ function newestSource() {
 }
 
 const torch = findLibtorch();
-const pathsMode = process.env.DPO_TORCH_PATHS_MODE === '1' || (process.env.DPO_TORCH_PATHS_MODE !== '0' && torch.cuda);
+const pathsMode = linkByPaths(torch);
 const stamp = JSON.stringify({ dir: torch.dir, version: torch.version, pathsMode });
 const force = process.argv.includes('--force');
 if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp &&

@@ -31,6 +31,18 @@ function describe(dir, source, cxx11Abi = true) {
   return { dir, version, source, cxx11Abi, cuda: existsSync(join(dir, 'lib', 'libtorch_cuda.so')) };
 }
 
+/**
+ * Whether the addon links this libtorch by paths rather than through CMake's find_package(Torch):
+ * always for a CUDA libtorch (its Caffe2 config wants nvcc and a CUDA toolkit at configure time, and
+ * would link that toolkit's runtime beside the wheel's own; the addon has no CUDA code), never for a
+ * CPU one; DPO_TORCH_PATHS_MODE=1 or 0 decides otherwise.
+ */
+export function linkByPaths(torch, env = process.env) {
+  if (env.DPO_TORCH_PATHS_MODE === '1') return true;
+  if (env.DPO_TORCH_PATHS_MODE === '0') return false;
+  return torch.cuda;
+}
+
 export function pythonExecutable() {
   return process.env.DPO_PYTHON ?? 'python3';
 }

@@ -251,3 +251,38 @@ describe('diffusion-dpo data', () => {
     assert.equal(cli('data', join(dir, 'verify'), '--write_exclude', exclude).code, 2, '--write_exclude without --verify');
   });
 });
+
+describe('the addon build', () => {
+  test('a CUDA libtorch is linked by paths (no CUDA toolkit needed), a CPU one through CMake; the variable overrides', async () => {
+    const { mkdirSync: mk, writeFileSync: wf } = await import('node:fs');
+    const find = (await import(join(projectRoot, 'scripts', 'find-libtorch.js'))) as {
+      findLibtorch(): { cuda: boolean; version: string }; linkByPaths(t: { cuda: boolean }, env: Record<string, string>): boolean;
+    };
+    // a fake libtorch folder: version header and libraries, with and without libtorch_cuda.so
+    const fake = (name: string, cuda: boolean) => {
+      const root = join(dir, name);
+      mk(join(root, 'include', 'torch', 'csrc', 'api', 'include', 'torch'), { recursive: true });
+      mk(join(root, 'lib'), { recursive: true });
+      wf(join(root, 'include', 'torch', 'csrc', 'api', 'include', 'torch', 'version.h'), '#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 14\n#define TORCH_VERSION_PATCH 1\n');
+      wf(join(root, 'lib', 'libtorch.so'), '');
+      if (cuda) wf(join(root, 'lib', 'libtorch_cuda.so'), '');
+      return root;
+    };
+    const old = process.env.LIBTORCH;
+    try {
+      process.env.LIBTORCH = fake('cuda-torch', true);
+      const cuda = find.findLibtorch();
+      assert.deepEqual([cuda.version, cuda.cuda], ['2.14.1', true]);
+      process.env.LIBTORCH = fake('cpu-torch', false);
+      const cpu = find.findLibtorch();
+      assert.equal(cpu.cuda, false);
+      assert.equal(find.linkByPaths(cuda, {}), true);
+      assert.equal(find.linkByPaths(cpu, {}), false);
+      assert.equal(find.linkByPaths(cuda, { DPO_TORCH_PATHS_MODE: '0' }), false);
+      assert.equal(find.linkByPaths(cpu, { DPO_TORCH_PATHS_MODE: '1' }), true);
+    } finally {
+      if (old === undefined) delete process.env.LIBTORCH;
+      else process.env.LIBTORCH = old;
+    }
+  });
+});

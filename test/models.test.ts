@@ -134,3 +134,30 @@ describe('.bin components', () => {
     model.dispose();
   }));
 });
+
+describe('attention under autocast', () => {
+  test('upcast_attention computes attention in float32 even under bf16 autocast (SDPA would be cast back)', () => torch.tidy(() => {
+    torch.manualSeed(3);
+    const attn = new models.Attention({ queryDim: 16, heads: 2, dimHead: 8, upcastAttention: true });
+    const x = torch.randn([2, 5, 16]);
+    const ac = { device: 'cpu', dtype: 'bfloat16' } as const;
+    const got = torch.noGrad(() => torch.autocast(ac, () => attn.forward(x)));
+    // the same computation written out: projections under autocast, attention in float32 outside it
+    const expected = torch.noGrad(() => {
+      const split = (t: torch.Tensor) => t.view(2, -1, 2, 8).transpose(1, 2);
+      const [q, k, v] = torch.autocast(ac, () => [split(attn.to_q.forward(x)), split(attn.to_k.forward(x)), split(attn.to_v.forward(x))]);
+      const o = torch.F.scaledDotProductAttention(q!.float(), k!.float(), v!.float()).to('bfloat16');
+      return torch.autocast(ac, () => attn.to_out.at(0).forward(o.transpose(1, 2).reshape(2, -1, 16)));
+    });
+    assert.deepEqual(got.float().toArray(), expected.float().toArray());
+    const downcast = torch.noGrad(() => {
+      const split = (t: torch.Tensor) => t.view(2, -1, 2, 8).transpose(1, 2);
+      return torch.autocast(ac, () => {
+        const o = torch.F.scaledDotProductAttention(split(attn.to_q.forward(x)).float(), split(attn.to_k.forward(x)).float(), split(attn.to_v.forward(x)).float());
+        return attn.to_out.at(0).forward(o.to('bfloat16').transpose(1, 2).reshape(2, -1, 16));
+      });
+    });
+    assert.notDeepEqual(downcast.float().toArray(), expected.float().toArray(), 'SDPA under autocast really does compute in bf16');
+    attn.dispose();
+  }));
+});

@@ -79,6 +79,7 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   offload_frozen: { args: ['--offload_frozen'] },
   device: { args: ['--device', 'cpu'], host: TWO_GPUS },
   max_bad_fraction: { args: ['--max_bad_fraction', '0.2'] },
+  deterministic: { args: ['--deterministic'] },
   exclude_rows: { args: ['--exclude_rows', 'bad.txt'] },
 };
 

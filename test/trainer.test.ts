@@ -174,7 +174,7 @@ describe('robustness and options', () => {
     const out = join(dir, 'nan');
     const r = await run(flags(out, ['--learning_rate', '1e30', '--max_train_steps', '6', '--gradient_accumulation_steps', '1']));
     assert.equal(r.code, 1);
-    assert.match(r.err, /loss is (NaN|Infinity|-Infinity) at step (\d+): training stopped; the last good state is saved in .*checkpoint-\d+/);
+    assert.match(r.err, /loss is (NaN|Infinity|-Infinity) at step (\d+) \(micro-step \d+\): training stopped; the last good state is saved in .*checkpoint-\d+/);
     const step = Number(r.err.match(/at step (\d+)/)![1]);
     assert.ok(existsSync(join(out, `checkpoint-${step - 1}`)));
   });

@@ -7,6 +7,7 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/CachingDeviceAllocator.h>
 
+#include <cstdlib>
 #include <mutex>
 
 #include "common.h"
@@ -199,6 +200,8 @@ napi_value cuda_memory(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
   if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
+  // the caching allocator exists only once CUDA is initialised (the first CUDA tensor)
+  at::globalContext().lazyInitDevice(c10::kCUDA);
   const auto stats = c10::getDeviceAllocator(c10::kCUDA)->getDeviceStats(cuda_index(env, a.argv[0]));
   napi_value o = make_object(env);
   set_named(env, o, "allocated", make_double(env, static_cast<double>(stats.allocated_bytes[0].current)));
@@ -213,6 +216,7 @@ napi_value cuda_reset_peak(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
   if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
+  at::globalContext().lazyInitDevice(c10::kCUDA);
   c10::getDeviceAllocator(c10::kCUDA)->resetPeakStats(cuda_index(env, a.argv[0]));
   return make_undefined(env);
   DPO_CATCH(env)
@@ -229,13 +233,18 @@ napi_value set_allow_tf32(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
+// setDeterministic(b): torch.use_deterministic_algorithms(b) with torch.backends.cudnn.deterministic.
+// Deterministic cuBLAS needs CUBLAS_WORKSPACE_CONFIG set before cuBLAS starts (else every matmul on
+// CUDA raises); it is set here when missing. cuDNN's benchmark mode is left to setCudnnBenchmark:
+// turning determinism off must not turn benchmarking on.
 napi_value set_deterministic(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
   const bool on = get_bool(env, a.argv[0], "deterministic");
+  if (on) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
   at::globalContext().setDeterministicAlgorithms(on, false);
   at::globalContext().setDeterministicCuDNN(on);
-  at::globalContext().setBenchmarkCuDNN(!on);
+  if (on) at::globalContext().setBenchmarkCuDNN(false);
   return make_undefined(env);
   DPO_CATCH(env)
 }

@@ -30,22 +30,30 @@ export interface DoctorReport {
   warnings: string[];
 }
 
-/** GFLOP/s of an n x n float32 matmul (best of several timed runs after a warm-up). */
-export function matmulGflops(device: torch.Device, n = 1024, repeats = 5): number {
+/**
+ * GFLOP/s of an n x n float32 matmul (best of several timed runs after a warm-up). On CUDA the
+ * matrices are larger (a 1024² matmul takes microseconds there, below what a launch costs) and
+ * each run is timed to a synchronisation of that device.
+ */
+export function matmulGflops(device: torch.Device, n?: number, repeats?: number): number {
+  const cuda = torch.deviceType(device) === 'cuda';
+  const size = n ?? (cuda ? 8192 : 1024);
+  const runs = repeats ?? (cuda ? 10 : 5);
+  const index = cuda ? Number(device.split(':')[1] ?? 0) : 0;
   return torch.tidy(() => {
-    const a = torch.randn([n, n], { device });
-    const b = torch.randn([n, n], { device });
-    const sync = () => (device.startsWith('cuda') ? torch.cuda.synchronize() : undefined);
+    const a = torch.randn([size, size], { device });
+    const b = torch.randn([size, size], { device });
+    const sync = () => (cuda ? torch.cuda.synchronize(index) : undefined);
     a.matmul(b).dispose();
     sync();
     let best = Infinity;
-    for (let i = 0; i < repeats; i++) {
+    for (let i = 0; i < runs; i++) {
       const t0 = performance.now();
       a.matmul(b).dispose();
       sync();
       best = Math.min(best, performance.now() - t0);
     }
-    return (2 * n ** 3) / (best / 1000) / 1e9;
+    return (2 * size ** 3) / (best / 1000) / 1e9;
   });
 }
 

@@ -61,14 +61,19 @@ export class Attention extends nn.Module {
       const context = encoderHiddenStates ?? x;
       const heads = this.heads;
       const split = (t: torch.Tensor) => t.view(t.shape[0]!, -1, heads, t.shape[2]! / heads).transpose(1, 2); // (B, nh, L, hd)
-      let q = split(this.to_q.forward(x));
-      let k = split(this.to_k.forward(context));
-      let v = split(this.to_v.forward(context));
+      const q = split(this.to_q.forward(x));
+      const k = split(this.to_k.forward(context));
+      const v = split(this.to_v.forward(context));
       const dtype = q.dtype;
       const upcast = this.upcast && (dtype === 'float16' || dtype === 'bfloat16');
-      if (upcast) [q, k, v] = [q.float(), k.float(), v.float()];
-      let out = F.scaledDotProductAttention(q, k, v); // (B, nh, L, hd)
-      if (upcast) out = out.to(dtype);
+      let out: torch.Tensor;
+      if (upcast) {
+        // attention in float32 (SD 2.x needs it in fp16). SDPA is on autocast's low-precision list,
+        // which would cast the float32 q/k/v straight back: run it with autocast off.
+        out = torch.autocast({ device: q.device, enabled: false }, () => F.scaledDotProductAttention(q.float(), k.float(), v.float())).to(dtype);
+      } else {
+        out = F.scaledDotProductAttention(q, k, v); // (B, nh, L, hd)
+      }
       out = out.transpose(1, 2).reshape(out.shape[0]!, -1, heads * out.shape[3]!); // (B, L, nh*hd)
       out = this.to_out.at(1).forward(this.to_out.at(0).forward(out));
       if (image) out = out.transpose(-1, -2).reshape(b, c, hgt, wid);

@@ -72,12 +72,12 @@ class CLIPAttention extends nn.Module {
     this.q_proj = this.registerModule('q_proj', new nn.Linear(c.hiddenSize, c.hiddenSize, f));
     this.out_proj = this.registerModule('out_proj', new nn.Linear(c.hiddenSize, c.hiddenSize, f));
   }
-  /** x: (B, L, C); mask: additive (B or 1, 1, L, L). */
-  forward(x: torch.Tensor, mask: torch.Tensor): torch.Tensor {
+  /** x: (B, L, C); mask: additive (B or 1, 1, L, L), or null for a causal mask alone. */
+  forward(x: torch.Tensor, mask: torch.Tensor | null): torch.Tensor {
     return tidy(() => {
       const [b, l, c] = x.shape as [number, number, number];
       const split = (t: torch.Tensor) => t.view(b, l, this.heads, c / this.heads).transpose(1, 2); // (B, nh, L, hd)
-      const out = F.scaledDotProductAttention(split(this.q_proj.forward(x)), split(this.k_proj.forward(x)), split(this.v_proj.forward(x)), { attnMask: mask });
+      const out = F.scaledDotProductAttention(split(this.q_proj.forward(x)), split(this.k_proj.forward(x)), split(this.v_proj.forward(x)), mask ? { attnMask: mask } : { isCausal: true });
       return this.out_proj.forward(out.transpose(1, 2).reshape(b, l, c));
     });
   }
@@ -111,7 +111,7 @@ class CLIPEncoderLayer extends nn.Module {
     this.mlp = this.registerModule('mlp', new CLIPMLP(c, f));
     this.layer_norm2 = this.registerModule('layer_norm2', new nn.LayerNorm(c.hiddenSize, c.layerNormEps, f));
   }
-  forward(x: torch.Tensor, mask: torch.Tensor): torch.Tensor {
+  forward(x: torch.Tensor, mask: torch.Tensor | null): torch.Tensor {
     return tidy(() => {
       const h = this.self_attn.forward(this.layer_norm1.forward(x), mask).add(x);
       return this.mlp.forward(this.layer_norm2.forward(h)).add(h);
@@ -148,12 +148,15 @@ class CLIPTextTransformer extends nn.Module {
     return tidy(() => {
       const [b, l] = inputIds.shape as [number, number];
       let h = this.embeddings.forward(inputIds);
-      // Causal mask with the dtype's lowest value above the diagonal (transformers uses finfo.min).
-      let mask = torch.full([l, l], lowest(h.dtype), { dtype: h.dtype, device: h.device }).triu(1).unsqueeze(0).unsqueeze(0);
+      // Without a padding mask (Stable Diffusion pads to 77 and passes none) attention is causal:
+      // SDPA's is_causal, which leaves flash attention open on CUDA, where an additive float mask
+      // would not. With one, the causal mask with the dtype's lowest value above the diagonal
+      // (transformers uses finfo.min) plus (1 - m) * lowest over the padded keys.
+      let mask: torch.Tensor | null = null;
       if (o.attentionMask) {
-        // padding mask: (1 - m) * lowest, broadcast over query positions
+        const causal = torch.full([l, l], lowest(h.dtype), { dtype: h.dtype, device: h.device }).triu(1).unsqueeze(0).unsqueeze(0);
         const pad = o.attentionMask.to(h.dtype).rsub(1).mul(lowest(h.dtype)).view(b, 1, 1, l);
-        mask = mask.add(pad).clampMin(lowest(h.dtype));
+        mask = causal.add(pad).clampMin(lowest(h.dtype));
       }
       const hiddenStates = [h];
       for (const layer of this.encoder.layers) {

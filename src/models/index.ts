@@ -1,3 +1,4 @@
+export { Attention, type AttentionOptions } from './attention.js';
 export { UNet2DConditionModel, parseUNetConfig, type UNetConfig, type AddedCond, type UNetOutput } from './unet_2d_condition.js';
 export { AutoencoderKL, DiagonalGaussianDistribution, parseVAEConfig, renameLegacyVAEKeys, type VAEConfig } from './autoencoder_kl.js';
 export { CLIPTextModel, CLIPTextModelWithProjection, parseCLIPTextConfig, type CLIPTextConfig, type CLIPTextOutput } from './clip_text.js';

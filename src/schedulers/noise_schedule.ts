@@ -75,13 +75,32 @@ export class NoiseSchedule {
     }).keep();
     this.alphasCumprod.dispose();
     this.alphasCumprod = next;
+    this.#dropCopies();
     return this;
+  }
+
+  /** alphas_cumprod on each device and dtype asked for, made once: no host-to-device copy per step. */
+  readonly #copies = new Map<string, torch.Tensor>();
+
+  #onDevice(device: torch.Device, dtype: torch.DType): torch.Tensor {
+    const key = `${device}/${dtype}`;
+    let t = this.#copies.get(key);
+    if (!t) {
+      t = torch.tidy(() => this.alphasCumprod.to({ device, dtype })).keep();
+      this.#copies.set(key, t);
+    }
+    return t;
+  }
+
+  #dropCopies(): void {
+    for (const t of this.#copies.values()) t.dispose();
+    this.#copies.clear();
   }
 
   /** sqrt(abar_t) x0 + sqrt(1 - abar_t) noise, per sample t (DDPMScheduler.add_noise). */
   addNoise(original: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor): torch.Tensor {
     return torch.tidy(() => {
-      const ac = this.alphasCumprod.to({ device: original.device, dtype: original.dtype });
+      const ac = this.#onDevice(original.device, original.dtype);
       const t = timesteps.to(original.device);
       const shape = [t.shape[0]!, ...new Array(original.ndim - 1).fill(1)];
       const acT = ac.indexSelect(0, t);
@@ -94,5 +113,6 @@ export class NoiseSchedule {
   dispose(): void {
     this.betas.dispose();
     this.alphasCumprod.dispose();
+    this.#dropCopies();
   }
 }

@@ -78,6 +78,8 @@ export interface TrainConfig {
     /** The dtype of the frozen models and of the trained UNet's autocast region. */
     weightDtype: torch.DType;
     allowTf32: boolean;
+    /** Deterministic kernels; otherwise cuDNN benchmarks its algorithms (the shapes are static). */
+    deterministic: boolean;
   };
   memory: {
     gradientCheckpointing: boolean;
@@ -195,7 +197,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       : { kind: 'adamw', betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon, weightDecay: a.adam_weight_decay },
     // train.py skips clipping only when --use_adafactor was passed, so --sdxl alone still clips
     clipGradNorm: a.use_adafactor ? null : a.max_grad_norm,
-    precision: { mixed, weightDtype, allowTf32: a.allow_tf32 },
+    precision: { mixed, weightDtype, allowTf32: a.allow_tf32, deterministic: a.deterministic },
     memory: { gradientCheckpointing, offloadFrozen: a.offload_frozen },
     device,
     output: {

@@ -173,6 +173,9 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   const monitor = new ResourceMonitor(device);
   events.info(`device: ${device}${torch.deviceType(device) === 'cuda' ? '' : ` (${torch.getNumThreads()} threads)`}`);
   if (config.precision.allowTf32) torch.setAllowTF32(true);
+  if (config.precision.deterministic) torch.useDeterministicAlgorithms(true);
+  // a training step's shapes never change: let cuDNN pick its fastest convolutions once
+  else if (torch.deviceType(device) === 'cuda') torch.setCudnnBenchmark(true);
   const paths = await resolveAndCheckModels(config);
   mkdirSync(config.output.dir, { recursive: true });
 

@@ -26,8 +26,12 @@ export interface UpdateStats {
 
 export class NonFiniteLossError extends Error {}
 
-/** Forward and backward of one batch; returns [loss, implicit acc, model mse, ref mse] (DPO) or [loss]. */
-function microStep(s: TrainState, batch: Batch): number[] {
+/**
+ * Forward and backward of one batch; returns [loss, implicit acc, model mse, ref mse] (DPO) or
+ * [loss] as a tensor on the device, read by the caller once per update: a host read per micro-step
+ * would make the CPU wait for the GPU every time.
+ */
+function microStep(s: TrainState, batch: Batch): torch.Tensor {
   return torch.tidy(() => {
     const r = s.step({
       pixelValues: torch.fromTypedArray(batch.pixelValues, [...batch.shape]),
@@ -36,9 +40,8 @@ function microStep(s: TrainState, batch: Batch): number[] {
     });
     const scaled = r.loss.div(s.config.batch.accumulation);
     (s.scaler ? s.scaler.scale(scaled) : scaled).backward();
-    // one host read per micro-step, for the logs (as train.py's .item() calls)
     const d = r.dpo;
-    return torch.stack([r.loss.float(), ...(d ? [d.implicitAcc, d.rawModelLoss.float(), d.rawRefLoss.float()] : [])]).toArray();
+    return torch.stack([r.loss.float(), ...(d ? [d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss.float()] : [])]).keep();
   });
 }
 
@@ -71,33 +74,48 @@ async function nextBatch(s: TrainState, firstOfUpdate: boolean): Promise<Batch |
   return next;
 }
 
+/** The logged values of each micro-step, read from the device in one go; the tensors are freed. */
+function readStats(stats: torch.Tensor[]): number[][] {
+  try {
+    const flat = torch.tidy(() => torch.stack(stats).toArray());
+    const width = stats[0]!.shape[0]!;
+    return stats.map((_, k) => flat.slice(k * width, (k + 1) * width));
+  } finally {
+    for (const t of stats) t.dispose();
+  }
+}
+
 /** Runs one update; null when the run's epochs are exhausted before it could start. */
 export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
   const accum = s.config.batch.accumulation;
-  const dpo = s.config.objective.method === 'dpo';
-  let micro = 0;
+  const pending: torch.Tensor[] = [];
   let pairs = 0;
-  let loss = 0;
-  let acc = 0;
-  let modelMse = 0;
-  let refMse = 0;
-  while (micro < accum) {
-    const batch = await nextBatch(s, micro === 0);
-    if (!batch) break; // end of the epoch: update with what was accumulated (accelerate's end_of_dataloader)
-    const v = microStep(s, batch);
-    if (!Number.isFinite(v[0]!) && !s.scaler) throw new NonFiniteLossError(`loss is ${v[0]} at step ${s.progress.globalStep + 1}`);
-    micro++;
-    pairs += batch.shape[0];
-    loss += v[0]! / accum;
-    if (dpo) {
-      acc += v[1]! / accum;
-      modelMse = v[2]!;
-      refMse = v[3]!;
+  try {
+    while (pending.length < accum) {
+      const batch = await nextBatch(s, pending.length === 0);
+      if (!batch) break; // end of the epoch: update with what was accumulated (accelerate's end_of_dataloader)
+      pending.push(microStep(s, batch));
+      pairs += batch.shape[0];
     }
+  } catch (e) {
+    for (const t of pending) t.dispose();
+    throw e;
   }
-  if (micro === 0) return null;
+  if (pending.length === 0) return null;
+  // the update's one host read, before anything is applied: a non-finite loss leaves the weights as they were
+  const values = readStats(pending);
+  values.forEach((v, k) => {
+    if (!Number.isFinite(v[0]!) && !s.scaler) throw new NonFiniteLossError(`loss is ${v[0]} at step ${s.progress.globalStep + 1} (micro-step ${k + 1})`);
+  });
   applyUpdate(s);
-  const stats: UpdateStats = { train_loss: loss, lr: s.schedule.getLastLr()[0]!, pairs };
-  if (dpo) Object.assign(stats, { model_mse_unaccumulated: modelMse, ref_mse_unaccumulated: refMse, implicit_acc_accumulated: acc });
-  return stats;
+  const out: UpdateStats = { train_loss: values.reduce((sum, v) => sum + v[0]! / accum, 0), lr: s.schedule.getLastLr()[0]!, pairs };
+  if (s.config.objective.method === 'dpo') {
+    // train.py accumulates the implicit accuracy and logs the last micro-step's MSEs ("unaccumulated")
+    const last = values[values.length - 1]!;
+    Object.assign(out, {
+      model_mse_unaccumulated: last[2]!, ref_mse_unaccumulated: last[3]!,
+      implicit_acc_accumulated: values.reduce((sum, v) => sum + v[1]! / accum, 0),
+    });
+  }
+  return out;
 }
