@@ -235,14 +235,16 @@ napi_value set_allow_tf32(napi_env env, napi_callback_info info) {
 
 // setDeterministic(b): torch.use_deterministic_algorithms(b) with torch.backends.cudnn.deterministic.
 // Deterministic cuBLAS needs CUBLAS_WORKSPACE_CONFIG set before cuBLAS starts (else every matmul on
-// CUDA raises); it is set here when missing. cuDNN's benchmark mode is left to setCudnnBenchmark:
-// turning determinism off must not turn benchmarking on.
+// CUDA raises); it is set here when missing. Ops with no deterministic CUDA kernel (the UNet's
+// nearest upsampling backward, for one) warn rather than fail (warn_only), as a run must still be
+// possible. cuDNN's benchmark mode is left to setCudnnBenchmark: turning determinism off must not
+// turn benchmarking on.
 napi_value set_deterministic(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
   const bool on = get_bool(env, a.argv[0], "deterministic");
   if (on) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
-  at::globalContext().setDeterministicAlgorithms(on, false);
+  at::globalContext().setDeterministicAlgorithms(on, /*warn_only=*/true);
   at::globalContext().setDeterministicCuDNN(on);
   if (on) at::globalContext().setBenchmarkCuDNN(false);
   return make_undefined(env);

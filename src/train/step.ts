@@ -63,8 +63,14 @@ export interface StepBatch {
   pixelValues: torch.Tensor;
   /** SD: [B, 77] token ids. */
   inputIds?: torch.Tensor;
-  /** SD: precomputed text-encoder states [B, 77, D] (cached embeddings), used instead of inputIds. */
+  /**
+   * Precomputed text conditioning (cached embeddings), used instead of inputIds or captions: SD, the
+   * text encoder's states [B, 77, D]; SDXL, both encoders' penultimate states side by side, with
+   * pooledPromptEmbeds.
+   */
   encoderHiddenStates?: torch.Tensor;
+  /** SDXL: precomputed pooled text embeds [B, D2], with encoderHiddenStates. */
+  pooledPromptEmbeds?: torch.Tensor;
   /** SDXL: the captions. */
   captions?: string[];
 }
@@ -107,12 +113,15 @@ function sdxlConditioner(m: DiffusionModels, cfg: StepConfig, placement: FrozenP
   const res = cfg.resolution;
   const ids = cfg.timestepMode === 'refiner' ? [res, res, 0, 0, 6.0] : [res, res, 0, 0, res, res];
   return (batch, device) => {
-    if (!batch.captions) throw new Error('SDXL steps need the captions');
+    const addTimeIds = () => torch.tensor(ids, { dtype: cfg.weightDtype, device }).unsqueeze(0).repeat(batch.pixelValues.shape[0]!, 1);
+    if (batch.encoderHiddenStates && batch.pooledPromptEmbeds) {
+      return { encoderHiddenStates: batch.encoderHiddenStates.to({ device }), pooledPromptEmbeds: batch.pooledPromptEmbeds.to({ device }), addTimeIds: addTimeIds() };
+    }
+    if (!batch.captions) throw new Error('SDXL steps need the captions (or precomputed encoderHiddenStates and pooledPromptEmbeds)');
     const encode = () => encodeSdxlPrompt(m, batch.captions!);
     const encoders = [m.textEncoder, m.textEncoder2].filter((e): e is NonNullable<typeof e> => e !== null);
     const { promptEmbeds, pooled } = placement.runAll(encoders, encode);
-    const addTimeIds = torch.tensor(ids, { dtype: cfg.weightDtype, device }).unsqueeze(0).repeat(batch.captions.length, 1);
-    return { encoderHiddenStates: promptEmbeds.to({ device }), pooledPromptEmbeds: pooled.to({ device }), addTimeIds };
+    return { encoderHiddenStates: promptEmbeds.to({ device }), pooledPromptEmbeds: pooled.to({ device }), addTimeIds: addTimeIds() };
   };
 }
 
