@@ -8,6 +8,8 @@
 //   b  an SDXL DPO step at 1024 px with gradient checkpointing and Adafactor
 //   c  sampling at 512 px, 25 steps, guidance 7.5: s/image
 //   d  NCCL scaling: needs multi-process training, which this build does not have yet
+//   e  the performance levers, ours only, against our own baseline: channels-last weights, each
+//      SDPA kernel alone (flash, memory-efficient, math, cuDNN), and TF32 for float32
 // Every stage is time-boxed (--budget seconds, spent across its configurations); what did not fit
 // is recorded as skipped.
 //
@@ -30,7 +32,7 @@ const fixtures = process.env.FIXTURES_DIR ?? join(root, '..', 'shared', 'fixture
 const { values: o } = parseFlags({
   out: { type: 'string', default: null, help: 'results folder' },
   cpu: { type: 'boolean', default: false, help: 'tiny models on the CPU (what CI runs)' },
-  stages: { type: 'string', default: 'a,b,c,d', help: 'stages to run' },
+  stages: { type: 'string', default: 'a,b,c,d,e', help: 'stages to run' },
   budget: { type: 'int', default: 150, min: 1, help: 'seconds per stage, per side' },
   repeats: { type: 'int', default: 3, min: 1, help: 'timed repeats (best of)' },
 }, process.argv.slice(2));
@@ -38,7 +40,7 @@ if (!o.out) throw new Error('--out DIR is required');
 const out = o.out;
 mkdirSync(out, { recursive: true });
 
-interface Stage { model: string; resolution: number; pairs?: number[]; precision?: string[]; gradient_checkpointing?: boolean; optimizer?: string; steps?: number; guidance?: number }
+interface Stage { model: string; resolution: number; pairs?: number[] | number; precision?: string[] | string; gradient_checkpointing?: boolean; optimizer?: string; steps?: number; guidance?: number }
 interface ModelSpec { unet: RawConfig; vae: RawConfig; scheduler: RawConfig; context: [number, number]; pooled?: number }
 const cfg = JSON.parse(readFileSync(join(root, 'bench', 'gpu_config.json'), 'utf8')) as { models: Record<string, ModelSpec>; stages: Record<string, Stage>; cpu_stages: Record<string, Stage> };
 const stages = o.cpu ? cfg.cpu_stages : cfg.stages;
@@ -128,7 +130,7 @@ function trainingStage(s: Stage, deadline: number): Row[] {
     : new torch.optim.AdamW(params, { lr: 1e-6, fused: device === 'cuda' });
   const noise = new NoiseSchedule(parseNoiseScheduleConfig(schedulerConfig(s.model)));
   const width = (unet.config.crossAttentionDim[0]!);
-  for (const precision of s.precision ?? ['fp32']) {
+  for (const precision of (s.precision as string[] | undefined) ?? ['fp32']) {
     const dtype = DTYPES[precision]!;
     const ref = buildUNet(s.model, dtype).requiresGrad_(false).eval();
     const vae = buildVAE(s.model, dtype).requiresGrad_(false).eval();
@@ -136,7 +138,7 @@ function trainingStage(s: Stage, deadline: number): Row[] {
     const autocast = precision === 'fp32' ? null : { device, dtype };
     const models: DiffusionModels = { kind: sdxl ? 'sdxl' : 'sd', unet, refUnet: ref, vae, textEncoder: null, textEncoder2: null, tokenizer: null, tokenizer2: null, noise };
     const step = createDiffusionStep(models, { method: 'dpo', betaDpo: 5000, noiseOffset: 0, inputPerturbation: 0, timestepMode: 'default', resolution: s.resolution, weightDtype: dtype, autocast });
-    for (const pairs of s.pairs ?? [1]) {
+    for (const pairs of (s.pairs as number[] | undefined) ?? [1]) {
       const g = new torch.Generator('cpu', 0);
       const pixels = torch.tidy(() => torch.rand([pairs, 6, s.resolution, s.resolution], { generator: g }).mul(2).sub(1).to({ device }).keep());
       const ehs = torch.randn([pairs, 77, width], { generator: g }).to({ device, dtype }).keep();
@@ -212,6 +214,58 @@ function samplingStage(s: Stage, deadline: number): Row[] {
   return [row];
 }
 
+/** Stage e: UNet fwd+bwd under each lever, against the same run's baseline (ours only). */
+function leverStage(s: Stage, deadline: number): Row[] {
+  const pairs = s.pairs as number;
+  const unet = buildUNet(s.model).train();
+  const f = 2 ** (buildVAEScale(s.model) - 1);
+  const g = new torch.Generator('cpu', 0);
+  const x = torch.randn([2 * pairs, 4, s.resolution / f, s.resolution / f], { generator: g }).to({ device }).keep();
+  const ehs = torch.randn([2 * pairs, 77, unet.config.crossAttentionDim[0]!], { generator: g }).to({ device }).keep();
+  const t = torch.tensor(Array.from({ length: 2 * pairs }, (_, i) => (i * 137) % 1000), { dtype: 'int64', device }).keep();
+  const fwdBwd = (dtype: torch.DType | null) => () => torch.tidy(() => {
+    const run = () => unet.forward(x, t, ehs).sample;
+    (dtype ? torch.autocast({ device, dtype }, run).float() : run()).pow(2).mean().backward();
+    unet.zeroGrad();
+  });
+  const dtype = DTYPES[s.precision as string]!;
+  const rows: Row[] = [];
+  const measure = (lever: string, autocastDtype: torch.DType | null) => {
+    resetPeak();
+    let seconds: number | null = null;
+    let note = '';
+    try {
+      seconds = time(fwdBwd(autocastDtype), deadline);
+    } catch (e) {
+      note = (e as Error).message.split('\n')[0]!.slice(0, 120);
+    }
+    rows.push({ lever, precision: autocastDtype ?? 'float32', unet_fwd_bwd_s: seconds, peak_mb: peakMb(), note });
+  };
+  measure('baseline', dtype);
+  unet.toMemoryFormat('channelsLast');
+  measure('channels-last weights', dtype);
+  unet.toMemoryFormat('contiguous');
+  const all = torch.sdpBackends();
+  for (const only of torch.SDP_BACKENDS) {
+    if (device === 'cpu' && (only === 'efficient' || only === 'cudnn')) continue; // CUDA kernels
+    torch.sdpBackends(Object.fromEntries(torch.SDP_BACKENDS.map((b) => [b, b === only])));
+    measure(`SDPA: ${only} only`, dtype);
+  }
+  torch.sdpBackends(all);
+  measure('float32, TF32 off', null);
+  torch.setAllowTF32(true);
+  measure('float32, TF32 on', null);
+  torch.setAllowTF32(false);
+  for (const v of [x, ehs, t]) v.dispose();
+  unet.dispose();
+  return rows;
+}
+
+function buildVAEScale(model: string): number {
+  const vc = cfg.models[model] ? cfg.models[model]!.vae : readConfig(join(fixtures, model, 'vae'));
+  return (vc.block_out_channels as number[]).length;
+}
+
 function reference(stage: string, s: Stage): { rows: Row[]; note: string | null } {
   const pythonPath = process.env.DPO_DIFFUSERS_PYTHONPATH;
   if (!pythonPath) return { rows: [], note: 'the reference (diffusers 0.20) was not run: DPO_DIFFUSERS_PYTHONPATH is not set' };
@@ -234,11 +288,16 @@ for (const name of o.stages.split(',')) {
   if (!s) throw new Error(`unknown stage '${name}'`);
   const deadline = performance.now() + o.budget * 1000;
   try {
-    entry.rows.push(...(name === 'c' ? samplingStage(s, deadline) : trainingStage(s, deadline)));
+    entry.rows.push(...(name === 'c' ? samplingStage(s, deadline) : name === 'e' ? leverStage(s, deadline) : trainingStage(s, deadline)));
   } catch (e) {
     entry.notes.push(`ours failed: ${(e as Error).message.split('\n')[0]}`);
   }
   save();
+  if (name === 'e') {
+    entry.notes.push('ours only: each lever against the baseline of the same run');
+    save();
+    continue;
+  }
   const ref = reference(name, s);
   entry.rows.push(...ref.rows);
   if (ref.note) entry.notes.push(ref.note);

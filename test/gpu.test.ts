@@ -128,6 +128,58 @@ describe(`models on ${device}`, () => {
   }));
 });
 
+describe(`performance levers on ${device}`, () => {
+  test('channels-last weights: every convolution weight NHWC, the same outputs within rounding', () => torch.tidy(() => {
+    const unet = models.loadUNet(join(fixturesDir, 'tiny-sd', 'unet'), { device }).eval();
+    const g = new torch.Generator('cpu', 8);
+    const x = torch.randn([2, 4, 16, 16], { generator: g }).to({ device });
+    const ehs = torch.randn([2, 77, 32], { generator: g }).to({ device });
+    const t = torch.tensor([10, 700], { dtype: 'int64', device });
+    const before = torch.noGrad(() => unet.forward(x, t, ehs).sample);
+    unet.toMemoryFormat('channelsLast');
+    const convs = unet.parameters().filter((p) => p.ndim === 4);
+    assert.ok(convs.length > 10 && convs.every((p) => p.isContiguous('channelsLast')), 'NHWC weights');
+    // (a 1x1 convolution's weight is both layouts at once)
+    assert.ok(convs.filter((p) => p.shape[2]! > 1).every((p) => !p.isContiguous()), '3x3 weights are no longer NCHW');
+    assertClose(torch.noGrad(() => unet.forward(x, t, ehs).sample), before, 1e-4, 1e-3, 'output');
+    unet.toMemoryFormat('contiguous');
+    assert.ok(convs.every((p) => p.isContiguous()));
+    unet.dispose();
+  }));
+
+  test('SDPA kernel selection: the enabled set is what was asked; math alone gives the same attention', () => torch.tidy(() => {
+    const all = torch.sdpBackends();
+    assert.deepEqual(all, { flash: true, efficient: true, math: true, cudnn: true }, 'all on by default');
+    const g = new torch.Generator('cpu', 9);
+    const [q, k, v] = [0, 1, 2].map(() => torch.randn([2, 4, 16, 8], { generator: g }).to({ device }));
+    const auto = torch.F.scaledDotProductAttention(q!, k!, v!);
+    try {
+      assert.deepEqual(torch.sdpBackends({ flash: false, efficient: false, cudnn: false }), { flash: false, efficient: false, math: true, cudnn: false });
+      assertClose(torch.F.scaledDotProductAttention(q!, k!, v!), auto, 1e-5, 1e-4, 'math kernel');
+      torch.sdpBackends({ flash: false, efficient: false, math: false, cudnn: false });
+      assert.throws(() => torch.F.scaledDotProductAttention(q!, k!, v!), /No (viable|available) (backend|kernel)/i, 'no kernel allowed is an error, not a silent fallback');
+    } finally {
+      torch.sdpBackends(all);
+    }
+  }));
+
+  test('TF32 and the cuDNN switches read back as set', () => {
+    const before = torch.mathSettings();
+    torch.setAllowTF32(true);
+    assert.equal(torch.mathSettings().tf32Matmul, true);
+    torch.setAllowTF32(false);
+    assert.equal(torch.mathSettings().tf32Matmul, false);
+    torch.setCudnnBenchmark(true);
+    torch.useDeterministicAlgorithms(false);
+    assert.equal(torch.mathSettings().cudnnBenchmark, true, 'turning determinism off leaves benchmarking alone');
+    torch.useDeterministicAlgorithms(true);
+    assert.equal(torch.mathSettings().cudnnBenchmark, false, 'determinism turns benchmarking off');
+    assert.equal(process.env.CUBLAS_WORKSPACE_CONFIG, ':4096:8', 'and sets what cuBLAS needs');
+    torch.useDeterministicAlgorithms(before.deterministic);
+    torch.setCudnnBenchmark(before.cudnnBenchmark);
+  });
+});
+
 describe(`training on ${device}`, () => {
   const flags = (out: string, extra: string[] = []) => ['--pretrained_model_name_or_path', model, '--dataset_name', data, '--output_dir', out,
     '--resolution', '16', '--train_batch_size', '2', '--gradient_accumulation_steps', '2', '--max_train_steps', '4', '--learning_rate', '1e-3',
@@ -155,6 +207,17 @@ describe(`training on ${device}`, () => {
     } else {
       assertSameUNet(full, resumed, 'uninterrupted and resumed');
     }
+  });
+
+  test('--channels_last and --sdpa_backend math train to the same weights within rounding', async () => {
+    const out = join(dir, 'levers');
+    const r = await runTrain(flags(out, ['--channels_last', '--sdpa_backend', 'math']));
+    assert.equal(r.code, 0, r.err);
+    torch.tidy(() => {
+      const x = torch.loadSafetensors(join(dir, 'full', 'unet', 'diffusion_pytorch_model.safetensors'));
+      const y = torch.loadSafetensors(join(out, 'unet', 'diffusion_pytorch_model.safetensors'));
+      for (const [k, t] of x) assertClose(y.get(k)!, t, 2e-3, 1e-2, k);
+    });
   });
 
   test('--offload_frozen and --gradient_checkpointing leave the trained weights as they are', async () => {

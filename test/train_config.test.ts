@@ -80,6 +80,8 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   device: { args: ['--device', 'cpu'], host: TWO_GPUS },
   max_bad_fraction: { args: ['--max_bad_fraction', '0.2'] },
   deterministic: { args: ['--deterministic'] },
+  channels_last: { args: ['--channels_last'] },
+  sdpa_backend: { args: ['--sdpa_backend', 'math'] },
   exclude_rows: { args: ['--exclude_rows', 'bad.txt'] },
 };
 

@@ -259,6 +259,49 @@ napi_value set_cudnn_benchmark(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
+// sdpBackends({flash?, efficient?, math?, cudnn?}?) -> the enabled set, after setting those given:
+// which kernels scaled_dot_product_attention may pick (torch.backends.cuda.enable_*_sdp). The CPU
+// has flash and math; CUDA has all four.
+napi_value sdp_backends(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  auto& ctx = at::globalContext();
+  if (!is_nullish(env, a.argv[0])) {
+    const auto set = [&](const char* name, void (at::Context::*setter)(bool)) {
+      napi_value v;
+      bool has = false;
+      napi_has_named_property(env, a.argv[0], name, &has);
+      if (!has) return;
+      napi_get_named_property(env, a.argv[0], name, &v);
+      (ctx.*setter)(get_bool(env, v, name));
+    };
+    set("flash", &at::Context::setSDPUseFlash);
+    set("efficient", &at::Context::setSDPUseMemEfficient);
+    set("math", &at::Context::setSDPUseMath);
+    set("cudnn", &at::Context::setSDPUseCuDNN);
+  }
+  napi_value o = make_object(env);
+  set_named(env, o, "flash", make_bool(env, ctx.userEnabledFlashSDP()));
+  set_named(env, o, "efficient", make_bool(env, ctx.userEnabledMemEfficientSDP()));
+  set_named(env, o, "math", make_bool(env, ctx.userEnabledMathSDP()));
+  set_named(env, o, "cudnn", make_bool(env, ctx.userEnabledCuDNNSDP()));
+  return o;
+  DPO_CATCH(env)
+}
+
+// mathSettings() -> {tf32Matmul, tf32Cudnn, cudnnBenchmark, deterministic}: what doctor reports.
+napi_value math_settings(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  auto& ctx = at::globalContext();
+  napi_value o = make_object(env);
+  set_named(env, o, "tf32Matmul", make_bool(env, ctx.float32MatmulPrecision() != at::Float32MatmulPrecision::HIGHEST));
+  set_named(env, o, "tf32Cudnn", make_bool(env, ctx.allowTF32CuDNN()));
+  set_named(env, o, "cudnnBenchmark", make_bool(env, ctx.benchmarkCuDNN()));
+  set_named(env, o, "deterministic", make_bool(env, ctx.deterministicAlgorithms()));
+  return o;
+  DPO_CATCH(env)
+}
+
 }  // namespace
 
 void exports_runtime(std::vector<Export>& out) {
@@ -280,6 +323,8 @@ void exports_runtime(std::vector<Export>& out) {
   out.push_back({"setAllowTF32", set_allow_tf32});
   out.push_back({"setDeterministic", set_deterministic});
   out.push_back({"setCudnnBenchmark", set_cudnn_benchmark});
+  out.push_back({"sdpBackends", sdp_backends});
+  out.push_back({"mathSettings", math_settings});
 }
 
 }  // namespace dpo

@@ -26,6 +26,9 @@ export interface DoctorReport {
   threads: number;
   cores: number;
   cuda: { available: boolean; devices: number };
+  /** The attention kernels scaled_dot_product_attention may pick, and the math settings. */
+  sdpa: torch.SdpBackends;
+  math: { tf32Matmul: boolean; tf32Cudnn: boolean; cudnnBenchmark: boolean; deterministic: boolean };
   matmulGflops: Record<string, number>;
   warnings: string[];
 }
@@ -72,6 +75,8 @@ export function doctorReport(devices: torch.Device[]): DoctorReport {
   const threads = torch.getNumThreads();
   const cores = availableParallelism();
   if (threads === 1 && cores > 1) warnings.push(`libtorch runs on 1 thread of ${cores} cores (DPO_NUM_THREADS or OMP_NUM_THREADS is set to 1?)`);
+  const missing = torch.cudaExpectedButMissing();
+  if (missing) warnings.push(`${missing}: training and sampling would run on the CPU`);
   const matmul: Record<string, number> = {};
   for (const d of devices) {
     if (d.startsWith('cuda') && !info.cudaAvailable) {
@@ -87,6 +92,8 @@ export function doctorReport(devices: torch.Device[]): DoctorReport {
     threads,
     cores,
     cuda: { available: info.cudaAvailable, devices: info.cudaDeviceCount },
+    sdpa: torch.sdpBackends(),
+    math: torch.mathSettings(),
     matmulGflops: matmul,
     warnings,
   };
@@ -113,7 +120,9 @@ export const doctorCommand: Command = {
       `  blas          ${r.torch.blas}${r.torch.mkldnn ? ', oneDNN' : ''}${r.torch.openmp ? ', OpenMP' : ''}`,
       `  threads       ${r.threads} of ${r.cores} cores`,
       `  cuda          ${r.cuda.available ? `${r.cuda.devices} device(s)` : 'not available'}`,
-      ...Object.entries(r.matmulGflops).map(([d, g]) => `  matmul 1024²  ${g.toFixed(1)} GFLOP/s on ${d}`),
+      `  attention     SDPA kernels enabled: ${Object.entries(r.sdpa).filter(([, on]) => on).map(([k]) => k).join(', ')} (CUDA has all four; the CPU flash and math)`,
+      `  math          TF32 ${r.math.tf32Matmul ? 'on' : 'off'} (matmul), ${r.math.tf32Cudnn ? 'on' : 'off'} (cuDNN); cuDNN benchmark ${r.math.cudnnBenchmark ? 'on' : 'off'}; deterministic ${r.math.deterministic ? 'on' : 'off'}`,
+      ...Object.entries(r.matmulGflops).map(([d, g]) => `  matmul        ${g.toFixed(1)} GFLOP/s on ${d} (${d.startsWith('cuda') ? '8192²' : '1024²'} float32)`),
     ];
     console.log(lines.join('\n'));
     if (r.warnings.length) console.log(`\nwarnings:\n${r.warnings.map((w) => `  - ${w}`).join('\n')}`);

@@ -24,6 +24,14 @@ export interface BuildInfo {
   config: string;
 }
 
+/** The kernels scaled_dot_product_attention may choose from. */
+export interface SdpBackends {
+  flash: boolean;
+  efficient: boolean;
+  math: boolean;
+  cudnn: boolean;
+}
+
 export interface Binding {
   // tensors
   fromBuffer(data: ArrayBufferView | ArrayBuffer, dtype: number, shape: readonly number[]): Handle;
@@ -79,6 +87,8 @@ export interface Binding {
   setAllowTF32(allow: boolean): void;
   setDeterministic(on: boolean): void;
   setCudnnBenchmark(on: boolean): void;
+  sdpBackends(set?: Partial<SdpBackends>): SdpBackends;
+  mathSettings(): { tf32Matmul: boolean; tf32Cudnn: boolean; cudnnBenchmark: boolean; deterministic: boolean };
   // io
   mmapOpen(path: string): [Mapping, number];
   mmapTensor(m: Mapping, byteOffset: number, dtype: number, shape: readonly number[], copy?: boolean): Handle;

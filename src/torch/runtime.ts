@@ -1,6 +1,8 @@
 // Process-wide settings and facts: threads, CUDA queries, TF32, determinism, build information.
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { native, type BuildInfo } from './native.js';
+import { join } from 'node:path';
+import { native, type BuildInfo, type SdpBackends } from './native.js';
 
 export function setNumThreads(n: number): void {
   native.setNumThreads(n);
@@ -51,4 +53,32 @@ export function useDeterministicAlgorithms(on: boolean): void {
 }
 export function setCudnnBenchmark(on: boolean): void {
   native.setCudnnBenchmark(on);
+}
+
+export type { SdpBackends };
+export const SDP_BACKENDS = ['flash', 'efficient', 'math', 'cudnn'] as const;
+
+/**
+ * Which kernels scaled_dot_product_attention may pick (torch.backends.cuda.enable_flash_sdp and
+ * friends): sets those given, returns the enabled set. 'auto' is all of them.
+ */
+export function sdpBackends(set?: Partial<SdpBackends>): SdpBackends {
+  return native.sdpBackends(set);
+}
+
+/** TF32, cuDNN benchmark and determinism as set now. */
+export function mathSettings(): { tf32Matmul: boolean; tf32Cudnn: boolean; cudnnBenchmark: boolean; deterministic: boolean } {
+  return native.mathSettings();
+}
+
+/**
+ * Why CUDA might be expected here although libtorch reports none: a CUDA build of libtorch, or an
+ * NVIDIA device node. null when neither is there (a CPU machine with a CPU libtorch).
+ */
+export function cudaExpectedButMissing(): string | null {
+  if (cuda.isAvailable()) return null;
+  const reasons: string[] = [];
+  if (existsSync(join(buildInfo().torchLibDir, 'libtorch_cuda.so'))) reasons.push('this libtorch is a CUDA build');
+  if (existsSync('/dev/nvidia0') || existsSync('/dev/nvidiactl')) reasons.push('an NVIDIA device node exists (/dev/nvidia*)');
+  return reasons.length ? `${reasons.join(' and ')}, but CUDA is not available (a driver older than the libtorch's CUDA, or no GPU visible to this process)` : null;
 }

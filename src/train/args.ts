@@ -1,7 +1,7 @@
 // The flags of the reference train.py, each under its own name (`--beta_dpo` and `--beta-dpo` both
 // work), with the reference's defaults and a help text written once here; plus our own few
 // (`--config`, `--checkpoints_total_limit`, `--timestep_mode`, `--offload_frozen`, `--device`,
-// `--deterministic`, `--max_bad_fraction`, `--exclude_rows`).
+// `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
@@ -63,6 +63,8 @@ export const FLAGS = {
   offload_frozen: { type: 'boolean', default: false, help: 'Keep the VAE, text encoders and reference UNet in host memory and move each to the device only for its call (train.py\'s SDXL behaviour); default: resident on the device.' },
   device: { type: 'string', default: 'auto', help: 'auto (cuda:<local_rank> when CUDA is available, else cpu), cpu, cuda or cuda:N.' },
   deterministic: { type: 'boolean', default: false, help: 'Deterministic kernels where libtorch has them (torch.use_deterministic_algorithms with warn_only, cuDNN deterministic, the cuBLAS workspace setting): closer to repeatable runs on a GPU, somewhat slower; ops without a deterministic CUDA kernel warn. Without it cuDNN benchmarks its convolution algorithms on CUDA.' },
+  channels_last: { type: 'boolean', default: false, help: 'Keep the UNets\' and the VAE\'s convolution weights channels-last (NHWC), for cuDNN\'s NHWC kernels on GPUs.' },
+  sdpa_backend: { type: 'string', default: 'auto', choices: ['auto', 'flash', 'efficient', 'math', 'cudnn'], help: 'The only attention kernel scaled_dot_product_attention may use (auto: libtorch picks among all).' },
   max_bad_fraction: { type: 'float', default: 0.05, min: 0, max: 1, help: 'Stop (after a checkpoint) when more than this share of the rows read are unusable (judged from 100 rows on); each bad row is listed in <output_dir>/bad_rows.jsonl.' },
   exclude_rows: { type: 'string', default: null, help: 'A file of row ids to leave out (one per line, or bad_rows.jsonl; data --verify --write_exclude writes one).' },
   choice_model: { type: 'string', default: '', help: 'AI feedback scorer (not supported yet).', unsupported: 'AI-feedback relabelling (--choice_model) is not supported yet' },

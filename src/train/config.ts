@@ -80,10 +80,14 @@ export interface TrainConfig {
     allowTf32: boolean;
     /** Deterministic kernels; otherwise cuDNN benchmarks its algorithms (the shapes are static). */
     deterministic: boolean;
+    /** The only SDPA kernel allowed, or auto. */
+    sdpaBackend: 'auto' | 'flash' | 'efficient' | 'math' | 'cudnn';
   };
   memory: {
     gradientCheckpointing: boolean;
     offloadFrozen: boolean;
+    /** Convolution weights in channels-last (NHWC) memory format. */
+    channelsLast: boolean;
   };
   device: torch.Device;
   output: {
@@ -106,10 +110,12 @@ export interface TrainConfig {
 export interface ConfigEnvironment {
   env: Record<string, string | undefined>;
   cudaDevices: number;
+  /** Why CUDA would be expected though none is available (torch.cudaExpectedButMissing), if so. */
+  cudaMissing?: string | null;
 }
 
 function hostEnvironment(): ConfigEnvironment {
-  return { env: process.env, cudaDevices: torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0 };
+  return { env: process.env, cudaDevices: torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0, cudaMissing: torch.cudaExpectedButMissing() };
 }
 
 /** train.py decides refiner/turbo timesteps by substrings of the model name. */
@@ -144,6 +150,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
   const localRank = envLocalRank !== -1 && Number.isInteger(envLocalRank) ? envLocalRank : a.local_rank;
   const device = resolveDevice(a.device, localRank, host.cudaDevices);
   const onCuda = torch.deviceType(device) === 'cuda';
+  if (a.device === 'auto' && !onCuda && host.cudaMissing) notes.push(`WARNING: training on the CPU: ${host.cudaMissing}; diffusion-dpo doctor says more`);
 
   let mixed = a.mixed_precision as TrainConfig['precision']['mixed'];
   if (mixed === 'fp16' && !onCuda) {
@@ -197,8 +204,8 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       : { kind: 'adamw', betas: [a.adam_beta1, a.adam_beta2], eps: a.adam_epsilon, weightDecay: a.adam_weight_decay },
     // train.py skips clipping only when --use_adafactor was passed, so --sdxl alone still clips
     clipGradNorm: a.use_adafactor ? null : a.max_grad_norm,
-    precision: { mixed, weightDtype, allowTf32: a.allow_tf32, deterministic: a.deterministic },
-    memory: { gradientCheckpointing, offloadFrozen: a.offload_frozen },
+    precision: { mixed, weightDtype, allowTf32: a.allow_tf32, deterministic: a.deterministic, sdpaBackend: a.sdpa_backend as TrainConfig['precision']['sdpaBackend'] },
+    memory: { gradientCheckpointing, offloadFrozen: a.offload_frozen, channelsLast: a.channels_last },
     device,
     output: {
       dir: outputDir, logDir: join(outputDir, a.logging_dir, a.tracker_project_name), reportTo: a.report_to as 'tensorboard' | 'none',

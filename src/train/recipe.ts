@@ -108,6 +108,7 @@ async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainE
   if (memory.gradientCheckpointing) pipeline.unet.enableGradientCheckpointing();
   const frozen = [pipeline.vae, pipeline.textEncoder, pipeline.textEncoder2, refUnet].filter((m): m is NonNullable<typeof m> => m !== null);
   for (const m of frozen) m.to(precision.weightDtype).requiresGrad_(false).eval();
+  if (memory.channelsLast) for (const m of [pipeline.unet, ...frozen]) m.toMemoryFormat('channelsLast');
   let placement: FrozenPlacement = residentPlacement;
   if (memory.offloadFrozen) {
     const offload = new OffloadPlacement(device);
@@ -176,6 +177,8 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   if (config.precision.deterministic) torch.useDeterministicAlgorithms(true);
   // a training step's shapes never change: let cuDNN pick its fastest convolutions once
   else if (torch.deviceType(device) === 'cuda') torch.setCudnnBenchmark(true);
+  const sdpa = config.precision.sdpaBackend;
+  if (sdpa !== 'auto') torch.sdpBackends(Object.fromEntries(torch.SDP_BACKENDS.map((b) => [b, b === sdpa])));
   const paths = await resolveAndCheckModels(config);
   mkdirSync(config.output.dir, { recursive: true });
 

@@ -198,6 +198,23 @@ export class Module {
     return this;
   }
 
+  /**
+   * Keeps every 4-D parameter and buffer (convolution weights) in this memory format, in place:
+   * channels-last lets cuDNN run NHWC convolution kernels (PyTorch's module.to(memory_format=...)).
+   * Activations follow the weights' format through the convolutions.
+   */
+  toMemoryFormat(format: 'channelsLast' | 'contiguous'): this {
+    noGrad(() => {
+      for (const t of [...this.parameters(), ...this.buffers()]) {
+        if (t.ndim !== 4 || t.isContiguous(format)) continue;
+        const converted = t.contiguous(format);
+        t.setData_(converted);
+        converted.dispose();
+      }
+    });
+    return this;
+  }
+
   train(mode = true): this {
     for (const [, m] of this.namedModules()) m.training = mode;
     return this;
