@@ -67,6 +67,7 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   checkpoints_total_limit: { args: ['--checkpoints_total_limit', '2'] },
   resume_from_checkpoint: { args: ['--resume_from_checkpoint', 'none'] },
   hard_skip_resume: { args: ['--hard_skip_resume'] },
+  sync_checkpoint_saves: { args: ['--sync_checkpoint_saves'] },
   noise_offset: { args: ['--noise_offset', '0.1'] },
   input_perturbation: { args: ['--input_perturbation', '0.1'] },
   proportion_empty_prompts: { args: ['--proportion_empty_prompts', '0'] },
@@ -120,6 +121,7 @@ describe('the flag table', () => {
     assert.match(outcome.tracker_project_name!, /output\.logDir/);
     assert.match(outcome.local_rank!, /^device$/);
     assert.match(outcome.hard_skip_resume!, /output\.hardSkipResume/);
+    assert.match(outcome.sync_checkpoint_saves!, /output\.syncCheckpointSaves/);
     assert.match(outcome.image_column!, /data\.imageColumn/);
     assert.match(outcome.num_train_epochs!, /schedule\.maxTrainSteps/);
     assert.match(outcome.choice_model!, /^refused: .*AI-feedback/);

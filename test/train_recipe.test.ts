@@ -1,7 +1,7 @@
 // The recipe's memory options and resume rules, end to end on a generated tiny pipeline:
 // gradient checkpointing and frozen-model offload leave the trained weights bit-identical; a
 // resume with changed batch settings is refused by name; a run started without --seed resumes
-// with its own seed; --hard_skip_resume, --tracker_project_name and single-image SFT data do what
+// with its own seed; background and synchronous checkpoint saves write the same bytes; --hard_skip_resume, --tracker_project_name and single-image SFT data do what
 // they say; epochs that do not divide into updates end with a partial update, as accelerate's.
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,8 @@ const dir = mkdtempSync(join(tmpdir(), 'dpo-recipe-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 const model = join(dir, 'model');
 let data = '';
+/** stderr of the default run (background checkpoint saves). */
+let plainLog = '';
 
 before(async () => {
   writeTinyPipeline(model, 2);
@@ -35,6 +37,7 @@ describe('memory options change nothing but memory', () => {
     const ckpt = join(dir, 'ckpt');
     const a = await runTrain(flags(plain));
     assert.equal(a.code, 0, a.err);
+    plainLog = a.err;
     const b = await runTrain(flags(ckpt, ['--gradient_checkpointing']));
     assert.equal(b.code, 0, b.err);
     assert.match(b.err, /gradient checkpointing on/);
@@ -48,6 +51,19 @@ describe('memory options change nothing but memory', () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /frozen models offloaded to host memory/);
     assertSameUNet(join(dir, 'plain'), off, 'resident and offloaded frozen models');
+  });
+});
+
+describe('checkpoint saves', () => {
+  test('--sync_checkpoint_saves writes the same checkpoint files as the default background saves', async () => {
+    const out = join(dir, 'sync-saves');
+    const r = await runTrain(flags(out, ['--sync_checkpoint_saves']));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /saved .*checkpoint-2 \(\d+\.\d s\)/);
+    assert.match(plainLog, /saved .*checkpoint-2 \(training waited \d+\.\d+ s for the copy; written in \d+\.\d s\)/);
+    for (const f of ['unet/diffusion_pytorch_model.safetensors', 'unet/config.json', 'optimizer.safetensors', 'optimizer.json']) {
+      assert.ok(readFileSync(join(out, 'checkpoint-4', f)).equals(readFileSync(join(dir, 'plain', 'checkpoint-4', f))), `${f} differs`);
+    }
   });
 });
 

@@ -184,15 +184,14 @@ describe('robustness and options', () => {
     const out = join(dir, 'overflow');
     const lines: string[] = [];
     const events = { info: (m: string) => lines.push(m), update: () => undefined };
-    torch.tidy(() => {
-      const w = torch.tensor([1, Number.POSITIVE_INFINITY]);
-      // the parts of the state the decision reads: the trained weights, the optimizer state, the step, the output folder
-      const state = {
-        pipeline: { unet: { namedParameters: () => [['conv_in.weight', w]] } }, optimizer: { stateDict: () => ({ tensors: new Map() }) },
-        config: { output: { dir: out } }, progress: { globalStep: 3 },
-      } as unknown as Parameters<typeof saveLastGoodState>[0];
-      assert.match(saveLastGoodState(state, events), /the weights or optimizer state hold NaN or infinite values \(conv_in\.weight\), so no checkpoint was saved/);
-    });
+    const w = torch.tensor([1, Number.POSITIVE_INFINITY]);
+    // the parts of the state the decision reads: the trained weights, the optimizer state, the step, the output folder
+    const state = {
+      pipeline: { unet: { namedParameters: () => [['conv_in.weight', w]] } }, optimizer: { stateDict: () => ({ tensors: new Map() }) },
+      config: { output: { dir: out } }, progress: { globalStep: 3 }, saves: { pending: null, failed: null },
+    } as unknown as Parameters<typeof saveLastGoodState>[0];
+    assert.match(await saveLastGoodState(state, events), /the weights or optimizer state hold NaN or infinite values \(conv_in\.weight\), so no checkpoint was saved/);
+    w.dispose();
     assert.ok(!existsSync(out), 'nothing written');
     assert.throws(() => parseTrainArgs(['--pretrained_model_name_or_path', 'm', '--dataset_name', 'd', '--learning_rate', '1e39']), /within the float32 range/);
   });

@@ -125,15 +125,26 @@ export const DIFFUSERS_VERSION = '0.20.0';
  * Writes a component folder: config.json (the model's config with `_class_name` and
  * `_diffusers_version`) and the weights as safetensors, each atomically (temp + rename).
  */
-export function saveComponent(folder: string, model: torch.nn.Module & { config: { raw: RawConfig } }, className: string, o: { weightsName?: string; library?: 'diffusers' | 'transformers' } = {}): void {
-  mkdirSync(folder, { recursive: true });
-  const library = o.library ?? 'diffusers';
+type SavedModel = torch.nn.Module & { config: { raw: RawConfig } };
+type Library = 'diffusers' | 'transformers';
+
+/** config.json of a saved component, as its library writes it (the class name where that library looks for it). */
+export function componentConfigJson(model: SavedModel, className: string, library: Library = 'diffusers'): string {
   const config: RawConfig = library === 'diffusers'
     ? { ...model.config.raw, _class_name: className, _diffusers_version: DIFFUSERS_VERSION }
     : { ...model.config.raw, architectures: [className] };
-  writeFileAtomic(join(folder, 'config.json'), JSON.stringify(config, null, 2) + '\n');
-  const weights = o.weightsName ?? (library === 'diffusers' ? 'diffusion_pytorch_model.safetensors' : 'model.safetensors');
-  torch.saveSafetensors(join(folder, weights), model.stateDict(), { format: 'pt' });
+  return JSON.stringify(config, null, 2) + '\n';
+}
+
+/** The weights file name a library loads by default. */
+export function componentWeightsName(library: Library = 'diffusers'): string {
+  return library === 'diffusers' ? 'diffusion_pytorch_model.safetensors' : 'model.safetensors';
+}
+
+export function saveComponent(folder: string, model: SavedModel, className: string, o: { weightsName?: string; library?: Library } = {}): void {
+  mkdirSync(folder, { recursive: true });
+  writeFileAtomic(join(folder, 'config.json'), componentConfigJson(model, className, o.library));
+  torch.saveSafetensors(join(folder, o.weightsName ?? componentWeightsName(o.library)), model.stateDict(), { format: 'pt' });
 }
 
 export function writeFileAtomic(path: string, data: string | Buffer): void {

@@ -12,7 +12,10 @@ export * from './runtime.js';
 export * as F from './functional.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
-export { SafetensorsFile, SafetensorsError, loadSafetensors, saveSafetensors, parseHeader as parseSafetensorsHeader, type TensorInfo } from './io/safetensors.js';
+export {
+  SafetensorsFile, SafetensorsError, loadSafetensors, saveSafetensors, snapshotTensors, writeSafetensorsAsync, parseHeader as parseSafetensorsHeader,
+  type HostTensor, type TensorInfo,
+} from './io/safetensors.js';
 export { TorchCheckpoint, TensorRef, CheckpointError, loadTorchCheckpoint, isTorchCheckpoint } from './io/checkpoint.js';
 export { UnpicklingError } from './io/pickle.js';
 export { opSchema, MANIFEST_KEYS } from './ops.js';

@@ -1,6 +1,6 @@
 // The flags of the reference train.py, each under its own name (`--beta_dpo` and `--beta-dpo` both
 // work), with the reference's defaults and a help text written once here; plus our own few
-// (`--config`, `--checkpoints_total_limit`, `--timestep_mode`, `--offload_frozen`, `--device`,
+// (`--config`, `--checkpoints_total_limit`, `--sync_checkpoint_saves`, `--timestep_mode`, `--offload_frozen`, `--device`,
 // `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
@@ -51,6 +51,7 @@ export const FLAGS = {
   local_rank: { type: 'int', default: -1, min: -1, help: 'The CUDA device index of this process (LOCAL_RANK overrides it, as train.py). Refused on a CPU run unless -1 or 0.' },
   checkpointing_steps: { type: 'int', default: 500, min: 1, help: 'Save the full training state every N updates.' },
   checkpoints_total_limit: { type: 'int', default: null, min: 1, help: 'Keep at most N checkpoints.' },
+  sync_checkpoint_saves: { type: 'boolean', default: false, help: 'Write checkpoints with training paused. Default: the weights and optimizer state are copied to host memory and written in the background (one copy at most: about 12 bytes per UNet parameter with AdamW).' },
   resume_from_checkpoint: { type: 'string', default: 'latest', help: '"latest", a checkpoint folder, or "none".' },
   hard_skip_resume: { type: 'boolean', default: false, help: 'On resume, start the interrupted epoch\'s data from its beginning (train.py\'s flag, which skips its slow data replay); without it the run continues at the exact next batch.' },
   noise_offset: { type: 'float', default: 0, min: 0, help: 'Noise offset scale.' },

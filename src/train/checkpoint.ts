@@ -3,12 +3,14 @@
 // optimizer.json), and trainer_state.json (step, LR schedule, grad scaler, data-loader position,
 // every random generator's state, and the settings a resume must not change). The folder is
 // written under a temporary name and renamed when complete, so a crash mid-save never leaves a
-// checkpoint that looks finished.
+// checkpoint that looks finished. A training run snapshots the state to host memory and writes it
+// in the background (snapshotCheckpoint + writeCheckpoint), so the next updates do not wait for the disk.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
 import type { UNet2DConditionModel } from '../models/index.js';
-import { saveComponent, writeFileAtomic } from '../models/index.js';
+import { componentConfigJson, componentWeightsName, saveComponent, writeFileAtomic } from '../models/index.js';
 import type { LoaderState } from '../data/loader.js';
 import { UserError } from '../util/errors.js';
 
@@ -56,6 +58,8 @@ interface TrainerStateV1 extends Omit<TrainerState, 'version' | 'generators' | '
   cpuRng: string;
 }
 
+const UNET_CLASS = 'UNet2DConditionModel';
+
 export class CheckpointError extends UserError {
   constructor(readonly path: string, message: string) {
     super(`${path}: ${message}`);
@@ -72,26 +76,82 @@ export function checkpointDirs(outputDir: string): { step: number; path: string 
     .sort((a, b) => a.step - b.step);
 }
 
+/** The temporary folder a checkpoint is written in, and the name it gets when complete. */
+function checkpointPaths(outputDir: string, step: number): { final: string; tmp: string } {
+  return { final: join(outputDir, `checkpoint-${step}`), tmp: join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`) };
+}
+
+/** Renames the complete folder into place, then drops the oldest checkpoints beyond `keepLast`. */
+function publishCheckpoint(outputDir: string, tmp: string, final: string, keepLast: number | null): void {
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  if (keepLast !== null) {
+    const all = checkpointDirs(outputDir);
+    for (const old of all.slice(0, Math.max(0, all.length - keepLast))) rmSync(old.path, { recursive: true, force: true });
+  }
+}
+
+function saveError(final: string, e: unknown): UserError {
+  return new UserError(`cannot save checkpoint ${final}: ${(e as Error).message} (earlier checkpoints are untouched)`, { cause: e });
+}
+
+/** Saves a checkpoint on the calling thread (no host copy of the state is kept: the least memory, but training waits). */
 export function saveCheckpoint(outputDir: string, step: number, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>, state: TrainerState, keepLast: number | null): string {
-  const final = join(outputDir, `checkpoint-${step}`);
-  const tmp = join(outputDir, `.checkpoint-${step}.tmp-${process.pid}`);
+  const { final, tmp } = checkpointPaths(outputDir, step);
   rmSync(tmp, { recursive: true, force: true });
   try {
     mkdirSync(tmp, { recursive: true });
-    saveComponent(join(tmp, 'unet'), unet, 'UNet2DConditionModel');
+    saveComponent(join(tmp, 'unet'), unet, UNET_CLASS);
     const opt = optimizer.stateDict();
     torch.saveSafetensors(join(tmp, 'optimizer.safetensors'), opt.tensors);
     writeFileAtomic(join(tmp, 'optimizer.json'), JSON.stringify(opt.meta));
     writeFileAtomic(join(tmp, 'trainer_state.json'), JSON.stringify(state));
-    rmSync(final, { recursive: true, force: true });
-    renameSync(tmp, final);
+    publishCheckpoint(outputDir, tmp, final, keepLast);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw new UserError(`cannot save checkpoint ${final}: ${(e as Error).message} (earlier checkpoints are untouched)`, { cause: e });
+    throw saveError(final, e);
   }
-  if (keepLast !== null) {
-    const all = checkpointDirs(outputDir);
-    for (const old of all.slice(0, Math.max(0, all.length - keepLast))) rmSync(old.path, { recursive: true, force: true });
+  return final;
+}
+
+/** A checkpoint's content copied to host memory: training may change the live tensors while it is written. */
+export interface CheckpointSnapshot {
+  step: number;
+  unetConfig: string;
+  unet: Map<string, torch.HostTensor>;
+  optimizer: Map<string, torch.HostTensor>;
+  optimizerMeta: string;
+  trainerState: string;
+}
+
+/** Copies what a checkpoint holds to host memory (device tensors through pinned buffers, one synchronisation). */
+export function snapshotCheckpoint(step: number, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>, state: TrainerState): CheckpointSnapshot {
+  const opt = optimizer.stateDict();
+  return {
+    step, unetConfig: componentConfigJson(unet, UNET_CLASS),
+    unet: torch.snapshotTensors(unet.stateDict()), optimizer: torch.snapshotTensors(opt.tensors),
+    optimizerMeta: JSON.stringify(opt.meta), trainerState: JSON.stringify(state),
+  };
+}
+
+/**
+ * Writes a snapshot as checkpoint-<step> off the JS thread (libuv's file threads), with the same
+ * atomicity as saveCheckpoint: a temporary folder renamed when every file is written and synced.
+ */
+export async function writeCheckpoint(outputDir: string, snap: CheckpointSnapshot, keepLast: number | null): Promise<string> {
+  const { final, tmp } = checkpointPaths(outputDir, snap.step);
+  await rm(tmp, { recursive: true, force: true });
+  try {
+    await mkdir(join(tmp, 'unet'), { recursive: true });
+    await writeFile(join(tmp, 'unet', 'config.json'), snap.unetConfig);
+    await torch.writeSafetensorsAsync(join(tmp, 'unet', componentWeightsName()), snap.unet, { format: 'pt' });
+    await torch.writeSafetensorsAsync(join(tmp, 'optimizer.safetensors'), snap.optimizer);
+    await writeFile(join(tmp, 'optimizer.json'), snap.optimizerMeta);
+    await writeFile(join(tmp, 'trainer_state.json'), snap.trainerState);
+    publishCheckpoint(outputDir, tmp, final, keepLast);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw saveError(final, e);
   }
   return final;
 }

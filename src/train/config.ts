@@ -97,6 +97,8 @@ export interface TrainConfig {
     reportTo: 'tensorboard' | 'none';
     checkpointingSteps: number;
     checkpointsTotalLimit: number | null;
+    /** Write checkpoints with training paused instead of from a host copy in the background. */
+    syncCheckpointSaves: boolean;
     /** 'latest', a checkpoint folder, or null (start fresh). */
     resume: string | null;
     hardSkipResume: boolean;
@@ -209,7 +211,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
     device,
     output: {
       dir: outputDir, logDir: join(outputDir, a.logging_dir, a.tracker_project_name), reportTo: a.report_to as 'tensorboard' | 'none',
-      checkpointingSteps: a.checkpointing_steps, checkpointsTotalLimit: a.checkpoints_total_limit,
+      checkpointingSteps: a.checkpointing_steps, checkpointsTotalLimit: a.checkpoints_total_limit, syncCheckpointSaves: a.sync_checkpoint_saves,
       resume: a.resume_from_checkpoint === 'none' || a.resume_from_checkpoint === '' ? null : a.resume_from_checkpoint,
       hardSkipResume: a.hard_skip_resume,
     },

@@ -14,7 +14,7 @@ import { loadNoiseScheduleConfig, NoiseSchedule } from '../schedulers/noise_sche
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import {
   checkpointDirs, generatorStates, loadCheckpointWeights, nonFiniteTensors, readTrainerState, saveCheckpoint, setGeneratorStates, signatureChanges,
-  type RunSignature, type TrainerState,
+  snapshotCheckpoint, writeCheckpoint, type RunSignature, type TrainerState,
 } from './checkpoint.js';
 import { BadDataError, BadRowLog } from './bad_rows.js';
 import type { TrainConfig } from './config.js';
@@ -60,6 +60,8 @@ export interface TrainState {
   readonly signature: RunSignature;
   readonly plan: { maxSteps: number; maxEpochs: number; updatesPerEpoch: number };
   progress: { globalStep: number; history: Record<string, number>[] };
+  /** The checkpoint being written in the background (one at a time), and a write that failed. */
+  saves: { pending: Promise<string> | null; failed: Error | null };
 }
 
 function mb(n: number): string {
@@ -226,6 +228,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
     config, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
     metrics: new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')),
     progress: { globalStep: 0, history: [] },
+    saves: { pending: null, failed: null },
   };
   if (resumePath && saved) restore(state, resumePath, saved, events);
   const mem = monitor.deviceMemoryMb();
@@ -264,10 +267,56 @@ function checkpointState(s: TrainState): TrainerState {
   };
 }
 
-export function saveState(s: TrainState, events: TrainEvents): string {
-  const path = saveCheckpoint(s.config.output.dir, s.progress.globalStep, s.pipeline.unet, s.optimizer, checkpointState(s), s.config.output.checkpointsTotalLimit);
-  events.info(`saved ${path}`);
-  return path;
+/**
+ * Saves a checkpoint of the state. By default the state is copied to host memory (training waits
+ * only for that copy) and written in the background; `wait` returns once it is on disk, as do the
+ * paths that stop the run. At most one save is in flight, which bounds the host memory it takes to
+ * one copy of the weights and optimizer state; --sync_checkpoint_saves takes none.
+ */
+export async function saveState(s: TrainState, events: TrainEvents, o: { wait?: boolean } = {}): Promise<string> {
+  await flushSaves(s);
+  const { dir, checkpointsTotalLimit: keepLast, syncCheckpointSaves } = s.config.output;
+  const step = s.progress.globalStep;
+  const t0 = performance.now();
+  if (syncCheckpointSaves) {
+    const path = saveCheckpoint(dir, step, s.pipeline.unet, s.optimizer, checkpointState(s), keepLast);
+    events.info(`saved ${path} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+    return path;
+  }
+  const snap = snapshotCheckpoint(step, s.pipeline.unet, s.optimizer, checkpointState(s));
+  const copied = performance.now();
+  const write = writeCheckpoint(dir, snap, keepLast).then((path) => {
+    events.info(`saved ${path} (training waited ${((copied - t0) / 1000).toFixed(2)} s for the copy; written in ${((performance.now() - copied) / 1000).toFixed(1)} s)`);
+    return path;
+  });
+  // a failed background write stops the run at its next update (fit checks), never unreported
+  s.saves.pending = write.catch((e: Error) => {
+    s.saves.failed = e;
+    throw e;
+  });
+  s.saves.pending.catch(() => undefined);
+  if (o.wait) return flushSaves(s).then(() => write);
+  return checkpointPathOf(dir, step);
+}
+
+function checkpointPathOf(dir: string, step: number): string {
+  return join(dir, `checkpoint-${step}`);
+}
+
+/** Waits for the checkpoint being written, if any; throws if its write failed. */
+export async function flushSaves(s: TrainState): Promise<void> {
+  const pending = s.saves.pending;
+  s.saves.pending = null;
+  if (pending) await pending;
+  throwIfSaveFailed(s);
+}
+
+function throwIfSaveFailed(s: TrainState): void {
+  const failed = s.saves.failed;
+  if (failed) {
+    s.saves.failed = null;
+    throw failed;
+  }
 }
 
 /**
@@ -275,7 +324,8 @@ export function saveState(s: TrainState, events: TrainEvents): string {
  * last good state: saved only if they and the optimizer state are finite (a NaN that reached them
  * earlier must not be saved as "good").
  */
-export function saveLastGoodState(s: TrainState, events: TrainEvents): string {
+export async function saveLastGoodState(s: TrainState, events: TrainEvents): Promise<string> {
+  await flushSaves(s);
   const bad = nonFiniteTensors([...s.pipeline.unet.namedParameters(), ...s.optimizer.stateDict().tensors]);
   const earlier = checkpointDirs(s.config.output.dir).pop();
   if (bad.length) {
@@ -283,7 +333,7 @@ export function saveLastGoodState(s: TrainState, events: TrainEvents): string {
       `${earlier ? `; the last saved one is ${earlier.path}` : ''}`;
   }
   if (s.progress.globalStep === 0 || earlier?.step === s.progress.globalStep) return earlier ? `the last good state is ${earlier.path}` : 'no update had completed: nothing was saved';
-  return `the last good state is saved in ${saveState(s, events)}`;
+  return `the last good state is saved in ${await saveState(s, events, { wait: true })}`;
 }
 
 /** The update loop: until max steps, a signal (checkpoint, then stop) or a non-finite loss (stop with the last good state). */
@@ -292,8 +342,9 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
   const startStep = s.progress.globalStep;
   try {
     while (s.progress.globalStep < maxSteps) {
+      throwIfSaveFailed(s);
       if (signal?.aborted) {
-        if (s.progress.globalStep > startStep) saveState(s, events);
+        if (s.progress.globalStep > startStep) await saveState(s, events, { wait: true });
         else events.info('stopped before the first update: nothing new to save');
         return 'signal';
       }
@@ -306,16 +357,18 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
       s.progress.history.push(row);
       s.metrics.log(step, row);
       events.update({ step, total: maxSteps, loss: u.train_loss, lr: u.lr, implicitAcc: u.implicit_acc_accumulated ?? null, pairsPerSecond: row.pairs_per_s!, badRows: s.badRows.total });
-      if (step % s.config.output.checkpointingSteps === 0) saveState(s, events);
+      if (step % s.config.output.checkpointingSteps === 0) await saveState(s, events);
       // judged from 100 rows on, and always once a whole epoch's share of the rows has been read
       const loaderBad = Object.values(s.loader.badRows).reduce((a, b) => a + b, 0);
       s.badRows.check(loaderBad, s.loader.rowsSeen, 'rows read', s.loader.rowsSeen >= s.loader.sequence(0).length);
       await new Promise((r) => setImmediate(r)); // let finalizers, I/O and signals run between updates
     }
   } catch (e) {
-    if (e instanceof NonFiniteLossError) throw new UserError(`${e.message}: training stopped; ${saveLastGoodState(s, events)}`, { cause: e });
+    if (e instanceof NonFiniteLossError) throw new UserError(`${e.message}: training stopped; ${await saveLastGoodState(s, events)}`, { cause: e });
     if (e instanceof BadDataError) {
-      const saved = s.progress.globalStep > startStep && !existsSync(join(s.config.output.dir, `checkpoint-${s.progress.globalStep}`)) ? saveState(s, events) : null;
+      await flushSaves(s);
+      const saved = s.progress.globalStep > startStep && !existsSync(checkpointPathOf(s.config.output.dir, s.progress.globalStep))
+        ? await saveState(s, events, { wait: true }) : null;
       throw new BadDataError(`training stopped at step ${s.progress.globalStep}: ${e.message}${saved ? `. The state is saved in ${saved}` : ''}`);
     }
     throw e;
@@ -326,6 +379,7 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
 
 /** Writes the final pipeline (diffusers layout, the trained UNet in it), the report, and frees the state. */
 export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'], events: TrainEvents): Promise<TrainResult> {
+  await flushSaves(s);
   if (stoppedBy === 'done') {
     savePipeline(s.config.output.dir, s.pipeline);
     events.info(`saved the pipeline to ${s.config.output.dir}`);
@@ -339,6 +393,8 @@ export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'],
 }
 
 export async function teardown(s: TrainState): Promise<void> {
+  // a run that failed still finishes writing the checkpoint it started (its error, if any, was already reported or is the lesser one)
+  await s.saves.pending?.catch(() => undefined);
   await s.loader.close();
   s.optimizer.dispose();
   s.scaler?.dispose();

@@ -3,10 +3,12 @@
 // the raw little-endian data. Reading is memory-mapped and lazy per tensor; every malformed file
 // gets an error that names the file and the problem. Writing is atomic (temp file + rename).
 import { closeSync, openSync, readSync, fstatSync, renameSync, rmSync } from 'node:fs';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { type DType, dtypeCode, ELEMENT_SIZE } from '../dtype.js';
 import type { Device } from '../device.js';
 import { native, type Mapping } from '../native.js';
+import { tidy } from '../scope.js';
 import { Tensor, wrap } from '../tensor.js';
 import { UserError } from '../../util/errors.js';
 
@@ -171,10 +173,17 @@ export function loadSafetensors(path: string, o: { dtype?: DType; device?: Devic
  * Writes tensors (any device; copied to host as they are written) to `path` atomically: a temp
  * file in the same folder, fsync, rename. A failure leaves any previous file at `path` untouched.
  */
-export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
-  // Larger elements first (stable otherwise), as the safetensors library orders them: with the
-  // header padded to 8 bytes every tensor then starts aligned to its element size (the format
-  // allows no gaps between tensors).
+interface Described {
+  dtype: DType;
+  shape: number[];
+}
+
+/**
+ * The file's header (length prefix + JSON padded to 8 bytes) and the order the tensors are written
+ * in: larger elements first (stable otherwise), as the safetensors library orders them, so that with
+ * the header padded every tensor starts aligned to its element size (the format allows no gaps).
+ */
+function layout<T extends Described>(path: string, tensors: Map<string, T> | Record<string, T>, metadata?: Record<string, string>): { head: Buffer; entries: [string, T][] } {
   const entries = (tensors instanceof Map ? [...tensors] : Object.entries(tensors))
     .map((e, i) => ({ e, i }))
     .sort((a, b) => ELEMENT_SIZE[b.e[1].dtype] - ELEMENT_SIZE[a.e[1].dtype] || a.i - b.i)
@@ -184,7 +193,7 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Rec
   let offset = 0;
   for (const [name, t] of entries) {
     if (name === '__metadata__') throw new SafetensorsError(path, "'__metadata__' cannot be a tensor name");
-    const bytes = t.numel() * ELEMENT_SIZE[t.dtype];
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * ELEMENT_SIZE[t.dtype];
     header[name] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
@@ -194,12 +203,71 @@ export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Rec
   if (padded !== json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
   const prefix = Buffer.alloc(8);
   prefix.writeBigUInt64LE(BigInt(json.length));
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
+  return { head: Buffer.concat([prefix, json]), entries };
+}
+
+function tempPath(path: string): string {
+  return join(dirname(path), `.${basename(path)}.tmp-${process.pid}-${Date.now()}`);
+}
+
+export function saveSafetensors(path: string, tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): void {
+  const { head, entries } = layout(path, tensors, metadata);
+  const tmp = tempPath(path);
   try {
-    native.writeTensors(tmp, Buffer.concat([prefix, json]), entries.map(([, t]) => t._h));
+    native.writeTensors(tmp, head, entries.map(([, t]) => t._h));
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
+    throw new SafetensorsError(path, `cannot write: ${(e as Error).message}`);
+  }
+}
+
+/** A tensor's bytes in host memory, owned by JS (nothing of it is shared with libtorch). */
+export interface HostTensor {
+  dtype: DType;
+  shape: number[];
+  data: Buffer;
+}
+
+/**
+ * Host copies of tensors, to be written while the tensors themselves move on (a training step that
+ * changes them in place). Device tensors are copied with non-blocking copies (into pinned memory,
+ * as PyTorch does for them) and one synchronisation, not one blocking copy each.
+ */
+export function snapshotTensors(tensors: Map<string, Tensor>): Map<string, HostTensor> {
+  return tidy(() => {
+    const onHost = new Map<string, Tensor>();
+    const cudaIndices = new Set<number>();
+    for (const [name, t] of tensors) {
+      if (t.isCuda) cudaIndices.add(Number(t.device.split(':')[1] ?? 0));
+      onHost.set(name, t.isCuda ? t.detach().to({ device: 'cpu', nonBlocking: true }) : t.detach());
+    }
+    for (const i of cudaIndices) native.cudaSynchronize(i);
+    const out = new Map<string, HostTensor>();
+    for (const [name, t] of onHost) out.set(name, { dtype: t.dtype, shape: t.shape, data: Buffer.from(native.toBuffer(t._h)) });
+    return out;
+  });
+}
+
+/**
+ * Writes host tensors as a safetensors file without blocking the JS thread (the writes run on
+ * libuv's threads): to a temporary file, fsynced, then renamed, so a crash leaves no partial file.
+ */
+export async function writeSafetensorsAsync(path: string, tensors: Map<string, HostTensor>, metadata?: Record<string, string>): Promise<void> {
+  const { head, entries } = layout(path, tensors, metadata);
+  const tmp = tempPath(path);
+  let f: FileHandle | null = null;
+  try {
+    f = await open(tmp, 'w');
+    await f.write(head);
+    for (const [, t] of entries) await f.write(t.data);
+    await f.sync();
+    await f.close();
+    f = null;
+    await rename(tmp, path);
+  } catch (e) {
+    await f?.close().catch(() => undefined);
+    await rm(tmp, { force: true });
     throw new SafetensorsError(path, `cannot write: ${(e as Error).message}`);
   }
 }
