@@ -10,13 +10,18 @@
 //   d  NCCL scaling: needs multi-process training, which this build does not have yet
 //   e  the performance levers, ours only, against our own baseline: channels-last weights, each
 //      SDPA kernel alone (flash, memory-efficient, math, cuDNN), and TF32 for float32
+//   f  the data pipeline feeding the DPO step, ours only: 768x640 JPEG pairs from a parquet shard
+//      through the loader with 0 and N workers, uint8 batches copied and scaled on the device, the
+//      update's wait for the device off the JS thread: pairs/s and the share of time the loop
+//      waited for data (what the GPU idles for lack of input), against the same step fed a batch
+//      already on the device
 // Every stage is time-boxed (--budget seconds, spent across its configurations); what did not fit
 // is recorded as skipped.
 //
 //   node dist/bench/gpu.js --out DIR [--cpu] [--stages a,b,c] [--budget S] [--repeats N]
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as torch from '../src/torch/index.js';
@@ -24,7 +29,12 @@ import { AutoencoderKL, UNet2DConditionModel, loadUNet, loadVAE, readConfig, typ
 import { NoiseSchedule, parseNoiseScheduleConfig } from '../src/schedulers/noise_schedule.js';
 import { schedulerFromConfig } from '../src/schedulers/samplers.js';
 import { generate } from '../src/pipelines/text_to_image.js';
-import { createDiffusionStep, type DiffusionModels } from '../src/train/step.js';
+import { createDiffusionStep, type DiffusionModels, type StepBatch } from '../src/train/step.js';
+import { batchToDevice } from '../src/train/batch_inputs.js';
+import { PreferenceDataset } from '../src/data/dataset.js';
+import { PairLoader } from '../src/data/loader.js';
+import { writeShard, type FakeRow } from '../test/helpers/pickapic.js';
+import { photo } from './photos.js';
 import { parseFlags } from '../src/util/flags.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -32,7 +42,7 @@ const fixtures = process.env.FIXTURES_DIR ?? join(root, '..', 'shared', 'fixture
 const { values: o } = parseFlags({
   out: { type: 'string', default: null, help: 'results folder' },
   cpu: { type: 'boolean', default: false, help: 'tiny models on the CPU (what CI runs)' },
-  stages: { type: 'string', default: 'a,b,c,d,e', help: 'stages to run' },
+  stages: { type: 'string', default: 'a,f,b,c,d,e', help: 'stages to run (in this order; f right after a: the time box may cut the last)' },
   budget: { type: 'int', default: 150, min: 1, help: 'seconds per stage, per side' },
   repeats: { type: 'int', default: 3, min: 1, help: 'timed repeats (best of)' },
 }, process.argv.slice(2));
@@ -40,7 +50,7 @@ if (!o.out) throw new Error('--out DIR is required');
 const out = o.out;
 mkdirSync(out, { recursive: true });
 
-interface Stage { model: string; resolution: number; pairs?: number[] | number; precision?: string[] | string; gradient_checkpointing?: boolean; optimizer?: string; steps?: number; guidance?: number }
+interface Stage { model: string; resolution: number; pairs?: number[] | number; precision?: string[] | string; gradient_checkpointing?: boolean; optimizer?: string; steps?: number; guidance?: number; workers?: number[]; updates?: number }
 interface ModelSpec { unet: RawConfig; vae: RawConfig; scheduler: RawConfig; context: [number, number]; pooled?: number }
 const cfg = JSON.parse(readFileSync(join(root, 'bench', 'gpu_config.json'), 'utf8')) as { models: Record<string, ModelSpec>; stages: Record<string, Stage>; cpu_stages: Record<string, Stage> };
 const stages = o.cpu ? cfg.cpu_stages : cfg.stages;
@@ -188,6 +198,84 @@ function trainingStage(s: Stage, deadline: number): Row[] {
   return rows;
 }
 
+/** Stage f: the loader feeding the DPO step, with 0 and N workers, against a batch already on the device. */
+async function dataStage(s: Stage, deadline: number): Promise<Row[]> {
+  const rows: Row[] = [];
+  const work = mkdtempSync(join(tmpdir(), 'dpo-gpu-data-'));
+  const pairs = (s.pairs as number | undefined) ?? 1;
+  const updates = s.updates ?? 20;
+  const dtype = DTYPES[(s.precision as string | undefined) ?? 'fp32']!;
+  const unet = buildUNet(s.model).train();
+  const ref = buildUNet(s.model, dtype).requiresGrad_(false).eval();
+  const vae = buildVAE(s.model, dtype).requiresGrad_(false).eval();
+  const noise = new NoiseSchedule(parseNoiseScheduleConfig(schedulerConfig(s.model)));
+  const params = unet.parameters();
+  const opt = new torch.optim.AdamW(params, { lr: 1e-6, fused: device === 'cuda' });
+  const models: DiffusionModels = { kind: 'sd', unet, refUnet: ref, vae, textEncoder: null, textEncoder2: null, tokenizer: null, tokenizer2: null, noise };
+  const step = createDiffusionStep(models, {
+    method: 'dpo', betaDpo: 5000, noiseOffset: 0, inputPerturbation: 0, timestepMode: 'default', resolution: s.resolution, weightDtype: dtype,
+    autocast: dtype === 'float32' ? null : { device, dtype },
+  });
+  const ehs = torch.randn([pairs, 77, unet.config.crossAttentionDim[0]!], { device, dtype }).keep();
+  const update = (b: StepBatch) => torch.tidy(() => {
+    const r = step({ ...b, encoderHiddenStates: ehs });
+    r.loss.backward();
+    torch.optim.clipGradNorm_(params, 1.0);
+    opt.step();
+    opt.zeroGrad();
+  });
+  const deviceIdle = () => (device === 'cuda' ? torch.cuda.synchronizeAsync() : Promise.resolve());
+  try {
+    const images = await Promise.all(Array.from({ length: 8 }, (_, i) => photo(i)));
+    const fake: FakeRow[] = Array.from({ length: 64 }, (_, i) => ({
+      caption: `a photo ${i}`, jpg0: images[i % 8]!, jpg1: images[(i + 3) % 8]!, label0: 1, label1: 0, model0: 'm', model1: 'm',
+    }));
+    writeShard(join(work, 'train-00000-of-00001.parquet'), fake, { rowGroupSize: 16 });
+    const ds = await PreferenceDataset.open(work);
+    // the ceiling: the same loop on a batch that is already on the device
+    const fixed = torch.tidy(() => torch.rand([pairs, 6, s.resolution, s.resolution], { device }).mul(2).sub(1).keep());
+    update({ pixelValues: fixed });
+    await deviceIdle();
+    let t0 = performance.now();
+    for (let i = 0; i < updates && performance.now() < deadline; i++) {
+      update({ pixelValues: fixed });
+      await deviceIdle();
+    }
+    const ceiling = (updates * pairs) / ((performance.now() - t0) / 1000);
+    fixed.dispose();
+    rows.push({ side: 'ours', input: 'batch on the device', workers: null, pairs_per_s: ceiling, data_wait_share: 0 });
+    save();
+    for (const workers of s.workers ?? [0]) {
+      if (performance.now() > deadline) break;
+      const loader = new PairLoader(ds, { batchSize: pairs, resolution: s.resolution, seed: 0, numWorkers: workers });
+      const next = async () => (await loader.next()) ?? (await loader.next())!;
+      update(batchToDevice(await next(), device)); // warm-up: worker threads start, the window fills
+      await deviceIdle();
+      let wait = 0;
+      t0 = performance.now();
+      let done = 0;
+      for (; done < updates && performance.now() < deadline; done++) {
+        const w0 = performance.now();
+        const batch = await next();
+        wait += performance.now() - w0;
+        update(batchToDevice(batch, device));
+        await deviceIdle();
+      }
+      const seconds = (performance.now() - t0) / 1000;
+      await loader.close();
+      rows.push({ side: 'ours', input: 'loader', workers, pairs_per_s: (done * pairs) / seconds, data_wait_share: wait / 1000 / seconds });
+      save();
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+    ehs.dispose();
+    opt.dispose();
+    noise.dispose();
+    for (const m of [unet, ref, vae]) m.dispose();
+  }
+  return rows;
+}
+
 /** Stage c on our side: seconds per image. */
 function samplingStage(s: Stage, deadline: number): Row[] {
   const dtype: torch.DType = device === 'cuda' ? 'float16' : 'float32';
@@ -288,13 +376,13 @@ for (const name of o.stages.split(',')) {
   if (!s) throw new Error(`unknown stage '${name}'`);
   const deadline = performance.now() + o.budget * 1000;
   try {
-    entry.rows.push(...(name === 'c' ? samplingStage(s, deadline) : name === 'e' ? leverStage(s, deadline) : trainingStage(s, deadline)));
+    entry.rows.push(...(name === 'c' ? samplingStage(s, deadline) : name === 'e' ? leverStage(s, deadline) : name === 'f' ? await dataStage(s, deadline) : trainingStage(s, deadline)));
   } catch (e) {
     entry.notes.push(`ours failed: ${(e as Error).message.split('\n')[0]}`);
   }
   save();
-  if (name === 'e') {
-    entry.notes.push('ours only: each lever against the baseline of the same run');
+  if (name === 'e' || name === 'f') {
+    entry.notes.push(name === 'e' ? 'ours only: each lever against the baseline of the same run' : 'ours only: the loader against a batch already on the device, in the same run');
     save();
     continue;
   }

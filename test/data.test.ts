@@ -43,10 +43,11 @@ async function epoch(loader: PairLoader): Promise<Batch[]> {
 }
 
 /** Mean of the red minus the blue channel of an image's 3 planes: > 0 for the warm (preferred) images. */
-function warmth(px: Float32Array, offset: number, res: number): number {
+/** Mean red minus blue of the image at `offset`, on the [-1, 1] scale. */
+function warmth(px: Uint8Array, offset: number, res: number): number {
   const plane = res * res;
   let s = 0;
-  for (let i = 0; i < plane; i++) s += px[offset + i]! - px[offset + 2 * plane + i]!;
+  for (let i = 0; i < plane; i++) s += (px[offset + i]! - px[offset + 2 * plane + i]!) / 127.5;
   return s / plane;
 }
 
@@ -67,17 +68,17 @@ describe('Pick-a-Pic parquet', () => {
     assert.notDeepEqual(capped.indices, ds.indices.slice(0, 10), 'a seeded shuffle, not the first rows');
   });
 
-  test('pairs put the preferred image first (swapped when label_0 == 0), 6 channels in [-1, 1]', async () => {
+  test('pairs put the preferred image first (swapped when label_0 == 0), 6 uint8 channels', async () => {
     const ds = await PreferenceDataset.open(join(dir, 'pickapic'));
     const loader = new PairLoader(ds, { batchSize: 4, resolution: RES, seed: 1, hflip: false });
     const b = (await loader.next())!;
     assert.deepEqual(b.shape, [4, 6, RES, RES]);
     for (let i = 0; i < 4; i++) {
       const base = i * 6 * RES * RES;
-      assert.ok(warmth(b.pixelValues, base, RES) > 0.5, `sample ${i}: preferred (warm) image first`);
-      assert.ok(warmth(b.pixelValues, base + 3 * RES * RES, RES) < -0.5, `sample ${i}: dispreferred (cool) image second`);
+      assert.ok(warmth(b.pixels, base, RES) > 0.5, `sample ${i}: preferred (warm) image first`);
+      assert.ok(warmth(b.pixels, base + 3 * RES * RES, RES) < -0.5, `sample ${i}: dispreferred (cool) image second`);
     }
-    assert.ok(b.pixelValues.every((v) => v >= -1 && v <= 1));
+    assert.ok(b.pixels instanceof Uint8Array && b.pixels.length === 4 * 6 * RES * RES, 'uint8, scaled on the device');
     assert.match(b.captions[0]!, /^row \d+$/);
     await loader.close();
   });
@@ -119,7 +120,7 @@ describe('Pick-a-Pic parquet', () => {
       if (!b) b = await resumed.next();
       assert.deepEqual(b!.rows, all[i]!.rows, `batch ${i} rows`);
       assert.deepEqual(b!.captions, all[i]!.captions, `batch ${i} captions`);
-      assert.deepEqual(b!.pixelValues, all[i]!.pixelValues, `batch ${i} pixels`);
+      assert.deepEqual(b!.pixels, all[i]!.pixels, `batch ${i} pixels`);
     }
     await resumed.close();
   });
@@ -144,7 +145,7 @@ describe('Pick-a-Pic parquet', () => {
     const workers = new PairLoader(ds, { ...opts, numWorkers: 2 });
     for (let i = 0; i < 3; i++) {
       const [a, b] = [await main.next(), await workers.next()];
-      assert.deepEqual(b!.pixelValues, a!.pixelValues);
+      assert.deepEqual(b!.pixels, a!.pixels);
     }
     await main.close();
     await workers.close();
@@ -188,7 +189,7 @@ describe("users' own data", () => {
     assert.equal(ds.stats.bad.bad_label, 1, 'the unparseable line');
     const l = new PairLoader(ds, { batchSize: 2, resolution: RES, shuffle: false, hflip: false });
     const b = (await l.next())!;
-    assert.ok(warmth(b.pixelValues, 0, RES) > 0.5 && warmth(b.pixelValues, 6 * RES * RES, RES) > 0.5);
+    assert.ok(warmth(b.pixels, 0, RES) > 0.5 && warmth(b.pixels, 6 * RES * RES, RES) > 0.5);
     await l.close();
     const csv = await PreferenceDataset.open(join(t, 'pairs.csv'));
     const lc = new PairLoader(csv, { batchSize: 1, resolution: RES, shuffle: false });
@@ -220,7 +221,7 @@ describe("users' own data", () => {
     const ls = new PairLoader(sft, { batchSize: 2, resolution: RES, shuffle: false, hflip: false });
     const b = (await ls.next())!;
     assert.deepEqual(b.shape, [2, 3, RES, RES]);
-    assert.ok(warmth(b.pixelValues, 0, RES) > 0.5);
+    assert.ok(warmth(b.pixels, 0, RES) > 0.5);
     await ls.close();
   });
 });
@@ -238,7 +239,7 @@ describe('WebDataset tar shards', () => {
     assert.equal(ds.stats.tiesRemoved, 4);
     const l = new PairLoader(ds, { batchSize: 4, resolution: RES, seed: 3, hflip: false });
     const b = (await l.next())!;
-    assert.ok(warmth(b.pixelValues, 0, RES) > 0.5 && warmth(b.pixelValues, 3 * RES * RES, RES) < -0.5);
+    assert.ok(warmth(b.pixels, 0, RES) > 0.5 && warmth(b.pixels, 3 * RES * RES, RES) < -0.5);
     assert.match(b.captions[0]!, /^row \d+$/);
     await l.close();
     // per-key scalar members instead of JSON

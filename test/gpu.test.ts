@@ -1,6 +1,6 @@
 // The device paths, on the device DPO_TEST_DEVICE names (scripts/gpu-check.sh sets cuda on a GPU
 // machine; CI and a plain `npm test` run them on the CPU, so the same code is exercised there):
-// generators, the UNet against the CPU, gradient checkpointing, mixed precision with its grad
+// generators, uint8 batches scaled on the device, the UNet against the CPU, gradient checkpointing, mixed precision with its grad
 // scaler, fused AdamW continuing foreach state, and training runs whose resume is bit-identical
 // and whose frozen-model offload changes nothing.
 import assert from 'node:assert/strict';
@@ -11,6 +11,8 @@ import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import * as models from '../src/models/index.js';
 import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { batchToDevice } from '../src/train/batch_inputs.js';
+import { normalizePixels } from '../src/data/transforms.js';
 import { assertClose } from './helpers/assert.js';
 import { fixturesDir } from './helpers/fixtures.js';
 import { assertSameUNet, runTrain } from './helpers/train_cli.js';
@@ -59,6 +61,20 @@ describe(`tensor layer on ${device}`, () => {
 });
 
 describe(`models on ${device}`, () => {
+  test('a uint8 batch copied to the device and scaled there equals torchvision\'s float32 arithmetic, bit for bit', () => torch.tidy(() => {
+    const all = Uint8Array.from({ length: 256 }, (_, i) => i);
+    const batch = { pixels: all, shape: [1, 1, 16, 16] as [number, number, number, number], captions: [''], rows: [0], inputIds: [[49406, 49407]], epoch: 0, step: 0 };
+    const t = batchToDevice(batch, device);
+    assert.equal(t.pixelValues.device, device);
+    assert.deepEqual(Array.from(t.pixelValues.toTypedArray() as Float32Array), Array.from(normalizePixels(all)));
+    assert.equal(t.inputIds!.device, device);
+    assert.equal(t.inputIds!.dtype, 'int64');
+    assert.deepEqual(t.inputIds!.toArray(), [49406, 49407]);
+    // the device cannot overtake the copy: the staging buffer may be reused at once
+    torch.tidy(() => torch.ones([4096, 256], { dtype: 'uint8' }).mul(0));
+    assert.deepEqual(Array.from(t.pixelValues.toTypedArray() as Float32Array), Array.from(normalizePixels(all)));
+  }));
+
   test('the tiny SD UNet forward and backward match the CPU', () => torch.tidy(() => {
     const folder = join(fixturesDir, 'tiny-sd', 'unet');
     const onCpu = models.loadUNet(folder);

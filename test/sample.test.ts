@@ -32,6 +32,7 @@ describe('sample', () => {
     const out = join(dir, 'a');
     const r = sample('--prompt', 'a red cube', '--prompt', 'a blue dog', '--num_images_per_prompt', '2', '--num_inference_steps', '3', '--seed', '5', '--output_dir', out);
     assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /^device: cpu \(\d+ threads\)$/m);
     assert.deepEqual(readdirSync(out).sort(), ['000-5.png', '000-6.png', '001-5.png', '001-6.png', 'grid.png']);
     const meta = readPngText(readFileSync(join(out, '001-6.png')));
     assert.equal(meta.prompt, 'a blue dog');
@@ -115,6 +116,15 @@ describe('sample', () => {
     assert.equal(sdxlUnet.code, 2);
     assert.match(sdxlUnet.err, /does not fit .*tiny-sd: it is an SDXL UNet and the pipeline is SD 1\.x\/2\.x; its cross-attention width is 28, the text encoder gives 32/);
     for (const f of ['e', 'f']) assert.ok(!existsSync(join(dir, f)), `${f}: no output before the checks pass`);
+    const badDevice = sample('--prompt', 'x', '--device', 'gpu', '--output_dir', join(dir, 'g'));
+    assert.equal(badDevice.code, 2);
+    assert.match(badDevice.err, /--device must be auto, cpu, cuda or cuda:N; got 'gpu'/);
+    if (!torch.cuda.isAvailable()) {
+      const noCuda = sample('--prompt', 'x', '--device', 'cuda:1', '--output_dir', join(dir, 'g'));
+      assert.equal(noCuda.code, 2);
+      assert.match(noCuda.err, /--device cuda:1: CUDA is not available to this libtorch/);
+    }
+    assert.ok(!existsSync(join(dir, 'g')));
   });
 
   test('a prompt longer than the tokenizer reads is reported as truncated', () => {

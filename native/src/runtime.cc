@@ -7,8 +7,11 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <c10/core/CachingDeviceAllocator.h>
 
+#include <dlfcn.h>
+
 #include <cstdlib>
 #include <mutex>
+#include <string>
 
 #include "common.h"
 
@@ -188,6 +191,93 @@ napi_value cuda_synchronize(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
+// cudaSynchronizeAsync(index) -> Promise<void>: waits for the device on a libuv thread, so the JS
+// thread stays free (data preparation runs) while the GPU finishes its queue.
+struct SyncWork {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  c10::DeviceIndex index = 0;
+  std::string error;
+};
+
+napi_value cuda_synchronize_async(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
+  auto* w = new SyncWork();
+  w->index = cuda_index(env, a.argv[0]);
+  napi_value promise;
+  check(env, napi_create_promise(env, &w->deferred, &promise), "promise");
+  napi_value name = make_string(env, "cudaSynchronizeAsync");
+  check(env, napi_create_async_work(env, nullptr, name,
+      [](napi_env, void* data) {
+        auto* w = static_cast<SyncWork*>(data);
+        try {
+          at::detail::getCUDAHooks().deviceSynchronize(w->index);
+        } catch (const std::exception& e) {
+          w->error = e.what();
+        }
+      },
+      [](napi_env env, napi_status, void* data) {
+        auto* w = static_cast<SyncWork*>(data);
+        if (w->error.empty()) {
+          napi_resolve_deferred(env, w->deferred, make_undefined(env));
+        } else {
+          napi_value msg, err;
+          napi_create_string_utf8(env, w->error.c_str(), w->error.size(), &msg);
+          napi_create_error(env, nullptr, msg, &err);
+          napi_reject_deferred(env, w->deferred, err);
+        }
+        napi_delete_async_work(env, w->work);
+        delete w;
+      },
+      w, &w->work), "async work");
+  check(env, napi_queue_async_work(env, w->work), "queue async work");
+  return promise;
+  DPO_CATCH(env)
+}
+
+// cudaDeviceInfo(index) -> {name, totalMemory, major, minor}. Through the CUDA driver API (libcuda,
+// loaded by the CUDA runtime libtorch uses), whose entry points and attribute numbers are stable
+// across CUDA versions: the addon needs no CUDA headers. The driver's ordinals follow
+// CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER as the runtime's do.
+napi_value cuda_device_info(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
+  const int index = cuda_index(env, a.argv[0]);
+  static void* lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_NOLOAD);
+  if (!lib) lib = dlopen("libcuda.so.1", RTLD_NOW);
+  if (!lib) throw std::runtime_error("cannot load libcuda.so.1 (the NVIDIA driver library)");
+  using GetName = int (*)(char*, int, int);
+  using TotalMem = int (*)(size_t*, int);
+  using Attribute = int (*)(int*, int, int);
+  using Get = int (*)(int*, int);
+  using Init = int (*)(unsigned);
+  auto init = reinterpret_cast<Init>(dlsym(lib, "cuInit"));
+  auto get = reinterpret_cast<Get>(dlsym(lib, "cuDeviceGet"));
+  auto get_name = reinterpret_cast<GetName>(dlsym(lib, "cuDeviceGetName"));
+  auto total_mem = reinterpret_cast<TotalMem>(dlsym(lib, "cuDeviceTotalMem_v2"));
+  auto attribute = reinterpret_cast<Attribute>(dlsym(lib, "cuDeviceGetAttribute"));
+  if (!init || !get || !get_name || !total_mem || !attribute) throw std::runtime_error("libcuda.so.1 lacks the device query functions");
+  int dev = 0;
+  if (init(0) != 0 || get(&dev, index) != 0) throw std::runtime_error("the CUDA driver cannot open device " + std::to_string(index));
+  char name[256] = {0};
+  size_t total = 0;
+  int major = 0, minor = 0;
+  constexpr int kComputeMajor = 75, kComputeMinor = 76;  // CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR/MINOR
+  if (get_name(name, sizeof(name) - 1, dev) != 0 || total_mem(&total, dev) != 0 ||
+      attribute(&major, kComputeMajor, dev) != 0 || attribute(&minor, kComputeMinor, dev) != 0)
+    throw std::runtime_error("the CUDA driver could not describe device " + std::to_string(index));
+  napi_value o = make_object(env);
+  set_named(env, o, "name", make_string(env, name));
+  set_named(env, o, "totalMemory", make_double(env, static_cast<double>(total)));
+  set_named(env, o, "major", make_int(env, major));
+  set_named(env, o, "minor", make_int(env, minor));
+  return o;
+  DPO_CATCH(env)
+}
+
 napi_value cuda_empty_cache(napi_env env, napi_callback_info info) {
   DPO_TRY
   if (cuda_device_count() > 0) c10::getDeviceAllocator(c10::kCUDA)->emptyCache();
@@ -317,6 +407,8 @@ void exports_runtime(std::vector<Export>& out) {
   out.push_back({"generatorSetState", generator_set_state});
   out.push_back({"manualSeed", manual_seed});
   out.push_back({"cudaSynchronize", cuda_synchronize});
+  out.push_back({"cudaSynchronizeAsync", cuda_synchronize_async});
+  out.push_back({"cudaDeviceInfo", cuda_device_info});
   out.push_back({"cudaEmptyCache", cuda_empty_cache});
   out.push_back({"cudaMemory", cuda_memory});
   out.push_back({"cudaResetPeak", cuda_reset_peak});

@@ -9,7 +9,7 @@ import { flagsHelp } from '../util/flags.js';
 import { parseCommandFlags } from './args.js';
 import { compareHtml, type CompareColumn } from './compare_html.js';
 import { CliError } from './errors.js';
-import { SAMPLING_FLAGS, SAMPLING_HELP, checkBeforeSampling, readSamplingSettings, renderImages, swapUNet } from './sampling_flags.js';
+import { SAMPLING_FLAGS, SAMPLING_HELP, checkBeforeSampling, readSamplingSettings, reportDevice, renderImages, swapUNet } from './sampling_flags.js';
 import type { Command } from './main.js';
 
 const COMPARE_FLAGS = {
@@ -45,6 +45,7 @@ export const compareCommand: Command = {
     const labels = values.label;
     if (labels.length > 0 && labels.length !== unets.length) throw new CliError(`${labels.length} --label for ${unets.length} --unet: give one per --unet, or none`, 2);
     const s = await readSamplingSettings(values);
+    reportDevice(s, values.device);
     const model = values.pretrained_model_name_or_path;
     const out = values.output_dir ?? 'compare';
     const names = ['base', ...unets.map((u, i) => labels[i] ?? basename(u.replace(/\/+$/, '')))];

@@ -58,18 +58,15 @@ function progress(label: string): (done: number, total: number, bad: number) => 
   };
 }
 
-function toPng(pixels: Float32Array, offset: number, channels: number, res: number): Buffer {
-  // CHW in [-1, 1] -> HWC uint8, the images of a pair side by side
+function toPng(pixels: Uint8Array, channels: number, res: number): Buffer {
+  // CHW uint8 -> HWC, the images of a pair side by side
   const images = channels / 3;
   const out = Buffer.alloc(res * res * images * 3);
   const plane = res * res;
   for (let k = 0; k < images; k++) {
     for (let y = 0; y < res; y++) {
       for (let x = 0; x < res; x++) {
-        for (let c = 0; c < 3; c++) {
-          const v = pixels[offset + (k * 3 + c) * plane + y * res + x]!;
-          out[(y * res * images + k * res + x) * 3 + c] = Math.max(0, Math.min(255, Math.round((v + 1) * 127.5)));
-        }
+        for (let c = 0; c < 3; c++) out[(y * res * images + k * res + x) * 3 + c] = pixels[(k * 3 + c) * plane + y * res + x]!;
       }
     }
   }
@@ -134,7 +131,7 @@ export const dataCommand: Command = {
       try {
         for (let b = await loader.next(); b && n < dumpN; b = await loader.next(), n++) {
           const channels = b.shape[1];
-          const png = toPng(b.pixelValues, 0, channels, res);
+          const png = toPng(b.pixels, channels, res);
           await sharp(png, { raw: { width: res * (channels / 3), height: res, channels: 3 } }).png()
             .withMetadata({}).toFile(join(dumpDir, `${String(n).padStart(4, '0')}-row${b.rows[0]}.png`));
         }

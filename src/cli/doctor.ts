@@ -25,7 +25,7 @@ export interface DoctorReport {
   torch: { version: string; libDir: string; cxx11Abi: boolean; blas: string; mkl: boolean; mkldnn: boolean; openmp: boolean };
   threads: number;
   cores: number;
-  cuda: { available: boolean; devices: number };
+  cuda: { available: boolean; devices: number; names: string[] };
   /** The attention kernels scaled_dot_product_attention may pick, and the math settings. */
   sdpa: torch.SdpBackends;
   math: { tf32Matmul: boolean; tf32Cudnn: boolean; cudnnBenchmark: boolean; deterministic: boolean };
@@ -91,7 +91,7 @@ export function doctorReport(devices: torch.Device[]): DoctorReport {
     torch: { version: info.torchVersion, libDir: info.torchLibDir, cxx11Abi: info.cxx11Abi, blas, mkl: info.mkl, mkldnn: info.mkldnn, openmp: info.openmp },
     threads,
     cores,
-    cuda: { available: info.cudaAvailable, devices: info.cudaDeviceCount },
+    cuda: { available: info.cudaAvailable, devices: info.cudaDeviceCount, names: Array.from({ length: info.cudaDeviceCount }, (_, i) => torch.describeDevice(`cuda:${i}`)) },
     sdpa: torch.sdpBackends(),
     math: torch.mathSettings(),
     matmulGflops: matmul,
@@ -120,6 +120,7 @@ export const doctorCommand: Command = {
       `  blas          ${r.torch.blas}${r.torch.mkldnn ? ', oneDNN' : ''}${r.torch.openmp ? ', OpenMP' : ''}`,
       `  threads       ${r.threads} of ${r.cores} cores`,
       `  cuda          ${r.cuda.available ? `${r.cuda.devices} device(s)` : 'not available'}`,
+      ...r.cuda.names.map((n) => `                ${n}`),
       `  attention     SDPA kernels enabled: ${Object.entries(r.sdpa).filter(([, on]) => on).map(([k]) => k).join(', ')} (CUDA has all four; the CPU flash and math)`,
       `  math          TF32 ${r.math.tf32Matmul ? 'on' : 'off'} (matmul), ${r.math.tf32Cudnn ? 'on' : 'off'} (cuDNN); cuDNN benchmark ${r.math.cudnnBenchmark ? 'on' : 'off'}; deterministic ${r.math.deterministic ? 'on' : 'off'}`,
       ...Object.entries(r.matmulGflops).map(([d, g]) => `  matmul        ${g.toFixed(1)} GFLOP/s on ${d} (${d.startsWith('cuda') ? '8192²' : '1024²'} float32)`),

@@ -6,7 +6,7 @@ import { loadPipeline, disposePipeline } from '../models/index.js';
 import { flagsHelp } from '../util/flags.js';
 import { parseCommandFlags } from './args.js';
 import { CliError } from './errors.js';
-import { SAMPLING_FLAGS, SAMPLING_HELP, checkBeforeSampling, readSamplingSettings, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
+import { SAMPLING_FLAGS, SAMPLING_HELP, checkBeforeSampling, readSamplingSettings, reportDevice, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
 import type { Command } from './main.js';
 
 const SAMPLE_FLAGS = {
@@ -31,6 +31,7 @@ export const sampleCommand: Command = {
     }
     if (!values.pretrained_model_name_or_path) throw new CliError(`--pretrained_model_name_or_path is required\n\n${HELP}`, 2);
     const s = await readSamplingSettings(values);
+    reportDevice(s, values.device);
     const model = values.pretrained_model_name_or_path;
     const unet = values.unet;
     const out = values.output_dir ?? 'samples';

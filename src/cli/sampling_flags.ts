@@ -12,6 +12,7 @@ import { addPngText } from '../pipelines/png.js';
 import { PROMPT_SETS, loadPromptSet, readPromptFile } from '../pipelines/prompts.js';
 import { createScheduler, schedulerFromConfig, type SchedulerName } from '../schedulers/samplers.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
+import { resolveDeviceFlag } from '../util/device_flag.js';
 import { flagsHelp, type FlagValues } from '../util/flags.js';
 import { HELP_FLAG } from './args.js';
 import { CliError } from './errors.js';
@@ -32,7 +33,7 @@ export const SAMPLING_FLAGS = {
   num_images_per_prompt: { type: 'int', default: 1, min: 1, valueName: 'K', help: 'images per prompt' },
   scheduler: { type: 'string', default: null, valueName: 'NAME', help: 'ddpm, ddim, pndm, euler, euler_ancestral, dpmpp_2m, dpmpp_2m_karras (default: the pipeline\'s)' },
   output_dir: { type: 'string', default: null, valueName: 'D', help: 'where the images go' },
-  device: { type: 'string', default: null, valueName: 'D', help: 'default cuda when available, else cpu' },
+  device: { type: 'string', default: 'auto', valueName: 'D', help: 'auto (cuda:0 when CUDA is available, else cpu), cpu, cuda or cuda:N' },
   torch_dtype: { type: 'string', default: 'float32', choices: ['float32', 'float16', 'bfloat16'], valueName: 'T', help: 'the weights\' dtype (the VAE decodes in float32 where its config sets force_upcast)' },
   ...HELP_FLAG,
 } as const;
@@ -83,9 +84,16 @@ export async function readSamplingSettings(values: FlagValues<typeof SAMPLING_FL
     seed: values.seed,
     perPrompt: values.num_images_per_prompt,
     scheduler: values.scheduler as SchedulerName | null,
-    device: values.device ?? (torch.cuda.isAvailable() ? 'cuda' : 'cpu'),
+    device: resolveDeviceFlag(values.device, -1, torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0),
     dtype: values.torch_dtype as SamplingSettings['dtype'],
   };
+}
+
+/** Says on stderr which device renders, and warns when --device auto falls back to the CPU though CUDA was expected. */
+export function reportDevice(s: SamplingSettings, flag: string): void {
+  console.error(`device: ${torch.describeDevice(s.device)}`);
+  const missing = flag === 'auto' && s.device === 'cpu' ? torch.cudaExpectedButMissing() : null;
+  if (missing) console.error(`WARNING: rendering on the CPU: ${missing}; diffusion-dpo doctor says more`);
 }
 
 /** A UNet folder: <x>/config.json, or <x>/unet/config.json (a pipeline or a training checkpoint). */

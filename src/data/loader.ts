@@ -9,7 +9,8 @@
 //
 // DPO batches hold [B, 6, H, W] pixels: the preferred image's 3 channels then the dispreferred
 // one's (image 0 first unless label_0 == 0), as the reference concatenates them. SFT batches hold
-// the preferred image, [B, 3, H, W].
+// the preferred image, [B, 3, H, W]. Pixels are uint8 (resized, cropped, flipped): the scaling to
+// [-1, 1] happens on the training device, after a copy a quarter the size of float32's.
 import type { PreferenceDataset } from './dataset.js';
 import { ImageDecodeError } from './decode.js';
 import type { BadReason, BadRow, PairRow } from './record.js';
@@ -42,8 +43,8 @@ export interface LoaderOptions {
 }
 
 export interface Batch {
-  /** [B, C, H, W] float32 in [-1, 1], C = 6 (DPO pairs) or 3 (SFT). */
-  pixelValues: Float32Array;
+  /** [B, C, H, W] uint8, C = 6 (DPO pairs) or 3 (SFT); normalizePixels gives the reference's [-1, 1] values. */
+  pixels: Uint8Array;
   shape: [number, number, number, number];
   captions: string[];
   /** Raw dataset row of each sample (for logs and tests). */
@@ -63,7 +64,7 @@ export interface LoaderState {
 }
 
 interface Prepared {
-  pixels: Float32Array;
+  pixels: Uint8Array;
   caption: string;
   row: number;
 }
@@ -136,7 +137,7 @@ export class PairLoader {
     const draws = images.map(() => ({ crop: [rng.next(), rng.next()] as [number, number], flip: rng.next() < 0.5 }));
     const dropCaption = rng.next() < this.#o.proportionEmptyPrompts;
     const listPick = rng.next();
-    let pixels: Float32Array[];
+    let pixels: Uint8Array[];
     try {
       pixels = await Promise.all(images.map((img, k) => this.#pool.run({
         bytes: img as Uint8Array, resolution: this.#o.resolution,
@@ -147,7 +148,7 @@ export class PairLoader {
       throw e;
     }
     const caption = dropCaption ? '' : Array.isArray(row.caption) ? row.caption[Math.floor(listPick * row.caption.length)]! : row.caption;
-    const merged = new Float32Array(pixels.reduce((s, p) => s + p.length, 0));
+    const merged = new Uint8Array(pixels.reduce((s, p) => s + p.length, 0));
     let off = 0;
     for (const p of pixels) {
       merged.set(p, off);
@@ -209,10 +210,10 @@ export class PairLoader {
     this.#state = { epoch, cursor: this.#windowStart, step: step + 1 };
     const channels = this.dataset.method === 'sft' ? 3 : 6;
     const r = this.#o.resolution;
-    const pixelValues = new Float32Array(b * channels * r * r);
-    items.forEach((it, i) => pixelValues.set(it.pixels, i * channels * r * r));
+    const pixels = new Uint8Array(b * channels * r * r);
+    items.forEach((it, i) => pixels.set(it.pixels, i * channels * r * r));
     const captions = items.map((i) => i.caption);
-    const batch: Batch = { pixelValues, shape: [b, channels, r, r], captions, rows: items.map((i) => i.row), epoch, step };
+    const batch: Batch = { pixels, shape: [b, channels, r, r], captions, rows: items.map((i) => i.row), epoch, step };
     if (this.#o.tokenize) batch.inputIds = this.#o.tokenize(captions);
     return batch;
   }

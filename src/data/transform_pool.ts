@@ -4,7 +4,7 @@ import { Worker } from 'node:worker_threads';
 import { ImageDecodeError } from './decode.js';
 import { prepareImage, type PrepareJob } from './prepare.js';
 
-type Pending = { resolve: (p: Float32Array) => void; reject: (e: Error) => void };
+type Pending = { resolve: (p: Uint8Array) => void; reject: (e: Error) => void };
 
 export class TransformPool {
   readonly #workers: Worker[] = [];
@@ -16,7 +16,7 @@ export class TransformPool {
     for (let i = 0; i < numWorkers; i++) {
       const w = new Worker(new URL('./transform_worker.js', import.meta.url));
       w.unref();
-      w.on('message', (m: { id: number; pixels?: Float32Array; error?: string; name?: string }) => {
+      w.on('message', (m: { id: number; pixels?: Uint8Array; error?: string; name?: string }) => {
         const p = this.#pending.get(m.id);
         if (!p) return;
         this.#pending.delete(m.id);
@@ -33,7 +33,7 @@ export class TransformPool {
     }
   }
 
-  run(job: PrepareJob): Promise<Float32Array> {
+  run(job: PrepareJob): Promise<Uint8Array> {
     if (this.#workers.length === 0) return prepareImage(job);
     // the least busy worker gets the job
     let best = 0;

@@ -139,11 +139,13 @@ export function generate(m: SamplerModels, o: GenerateOptions): GenerateResult {
     const shape = [b, p.unet.config.inChannels, Math.floor(o.height / f), Math.floor(o.width / f)];
     const init = o.latents ?? torch.randn(shape, { generator: o.generator, dtype: 'float32', device: o.generator?.device ?? 'cpu' });
     let latents = init.to({ device, dtype: unetDtype }).mul(s.initNoiseSigma);
-    // 3. denoising loop
+    // 3. denoising loop; the timesteps go to the device in one copy (a number per step would be a
+    // blocking host-to-device copy each time)
+    const onDevice = torch.tensor(s.timesteps, { dtype: s.timesteps.every(Number.isInteger) ? 'int64' : 'float32', device });
     s.timesteps.forEach((t, i) => {
       const next = torch.tidy(() => {
         const input = s.scaleModelInput(cfg ? torch.cat([latents, latents]) : latents, t);
-        let noise = p.unet.forward(input, t, context, { addedCond }).sample;
+        let noise = p.unet.forward(input, onDevice.select(0, i), context, { addedCond }).sample;
         if (cfg) {
           const [uncond, text] = noise.chunk(2);
           noise = uncond!.add(text!.sub(uncond!).mul(o.guidanceScale));

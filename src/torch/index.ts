@@ -3,6 +3,7 @@
 export { Tensor, MEMORY_FORMAT, type MemoryFormat, type Scalar, type ToOptions } from './tensor.js';
 export { type DType, DTYPES, ELEMENT_SIZE, isFloatingPoint, type TypedArrayMap } from './dtype.js';
 export { type Device, deviceType } from './device.js';
+export { toDeviceNonBlocking } from './transfer.js';
 export * from './creation.js';
 export { tidy, keep, moveToOuterScope, scope, memory, type MemoryInfo } from './scope.js';
 export * from './autograd.js';

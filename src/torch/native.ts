@@ -81,6 +81,8 @@ export interface Binding {
   generatorSetState(g: NativeGenerator, state: Handle): void;
   manualSeed(seed: number | bigint): void;
   cudaSynchronize(index?: number): void;
+  cudaSynchronizeAsync(index?: number): Promise<void>;
+  cudaDeviceInfo(index?: number): { name: string; totalMemory: number; major: number; minor: number };
   cudaEmptyCache(): void;
   cudaMemory(index?: number): { allocated: number; reserved: number; peakAllocated: number; peakReserved: number };
   cudaResetPeak(index?: number): void;

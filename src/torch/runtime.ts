@@ -33,6 +33,14 @@ export const cuda = {
   synchronize(index?: number): void {
     native.cudaSynchronize(index);
   },
+  /** The device's name, total memory (bytes) and compute capability, from the CUDA driver. */
+  deviceInfo(index?: number): { name: string; totalMemory: number; major: number; minor: number } {
+    return native.cudaDeviceInfo(index);
+  },
+  /** Resolves when the device has finished its queued work; the wait runs off the JS thread. */
+  synchronizeAsync(index?: number): Promise<void> {
+    return native.cudaSynchronizeAsync(index);
+  },
   emptyCache(): void {
     native.cudaEmptyCache();
   },
@@ -81,4 +89,19 @@ export function cudaExpectedButMissing(): string | null {
   if (existsSync(join(buildInfo().torchLibDir, 'libtorch_cuda.so'))) reasons.push('this libtorch is a CUDA build');
   if (existsSync('/dev/nvidia0') || existsSync('/dev/nvidiactl')) reasons.push('an NVIDIA device node exists (/dev/nvidia*)');
   return reasons.length ? `${reasons.join(' and ')}, but CUDA is not available (a driver older than the libtorch's CUDA, or no GPU visible to this process)` : null;
+}
+
+/**
+ * A line naming a device for logs: `cpu (16 threads)`, or `cuda:0 (NVIDIA H200, 139.8 GiB,
+ * compute capability 9.0)`; when the driver cannot be asked, the reason instead of the name.
+ */
+export function describeDevice(device: string): string {
+  if (!device.startsWith('cuda')) return `${device} (${getNumThreads()} threads)`;
+  const index = Number(device.split(':')[1] ?? 0);
+  try {
+    const d = cuda.deviceInfo(index);
+    return `cuda:${index} (${d.name}, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB, compute capability ${d.major}.${d.minor})`;
+  } catch (e) {
+    return `cuda:${index} (not described: ${(e as Error).message})`;
+  }
 }

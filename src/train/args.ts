@@ -5,6 +5,7 @@
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
+import { DEVICE_FLAG_HELP } from '../util/device_flag.js';
 import { didYouMean, FlagError, flagsHelp, parseFlags, type FlagSpec, type FlagValues } from '../util/flags.js';
 
 export const FLAGS = {
@@ -62,7 +63,7 @@ export const FLAGS = {
   beta_dpo: { type: 'float', default: 5000, min: 0, help: 'DPO temperature beta.' },
   timestep_mode: { type: 'string', default: null, help: 'default, refiner (t % 200) or turbo (250 (t % 4) + 249 with a zero-terminal-SNR schedule). Unset: guessed from the model name as train.py does, and said at start.', choices: ['default', 'refiner', 'turbo'] },
   offload_frozen: { type: 'boolean', default: false, help: 'Keep the VAE, text encoders and reference UNet in host memory and move each to the device only for its call (train.py\'s SDXL behaviour); default: resident on the device.' },
-  device: { type: 'string', default: 'auto', help: 'auto (cuda:<local_rank> when CUDA is available, else cpu), cpu, cuda or cuda:N.' },
+  device: { type: 'string', default: 'auto', help: DEVICE_FLAG_HELP },
   deterministic: { type: 'boolean', default: false, help: 'Deterministic kernels where libtorch has them (torch.use_deterministic_algorithms with warn_only, cuDNN deterministic, the cuBLAS workspace setting): closer to repeatable runs on a GPU, somewhat slower; ops without a deterministic CUDA kernel warn. Without it cuDNN benchmarks its convolution algorithms on CUDA.' },
   channels_last: { type: 'boolean', default: false, help: 'Keep the UNets\' and the VAE\'s convolution weights channels-last (NHWC), for cuDNN\'s NHWC kernels on GPUs.' },
   sdpa_backend: { type: 'string', default: 'auto', choices: ['auto', 'flash', 'efficient', 'math', 'cudnn'], help: 'The only attention kernel scaled_dot_product_attention may use (auto: libtorch picks among all).' },

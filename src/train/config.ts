@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
 import { ArgsError, type ParsedTrainArgs } from './args.js';
+import { resolveDeviceFlag } from '../util/device_flag.js';
 import type { TimestepMode } from './step.js';
 
 export interface AdamWConfig {
@@ -125,23 +126,6 @@ export function guessTimestepMode(modelName: string): TimestepMode {
   return modelName.includes('refiner') ? 'refiner' : modelName.includes('turbo') ? 'turbo' : 'default';
 }
 
-function resolveDevice(flag: string, localRank: number, cudaDevices: number): torch.Device {
-  if (flag === 'cpu') {
-    if (localRank > 0) throw new ArgsError(`--local_rank ${localRank} selects a CUDA device, but this run is on the CPU (--device cpu)`);
-    return 'cpu';
-  }
-  const m = /^cuda(?::(\d+))?$/.exec(flag);
-  if (flag !== 'auto' && !m) throw new ArgsError(`--device must be auto, cpu, cuda or cuda:N; got '${flag}'`);
-  if (cudaDevices === 0) {
-    if (flag !== 'auto') throw new ArgsError(`--device ${flag}: CUDA is not available to this libtorch (diffusion-dpo doctor says why)`);
-    if (localRank > 0) throw new ArgsError(`--local_rank ${localRank} selects a CUDA device, but CUDA is not available: this run would train on the CPU`);
-    return 'cpu';
-  }
-  const index = m?.[1] !== undefined ? Number(m[1]) : Math.max(0, localRank);
-  if (index >= cudaDevices) throw new ArgsError(`CUDA device ${index} does not exist (${cudaDevices} visible)`);
-  return `cuda:${index}`;
-}
-
 export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment = hostEnvironment()): TrainConfig {
   const notes: string[] = [];
   const worldSize = Number(host.env.WORLD_SIZE ?? 1);
@@ -150,7 +134,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
   // train.py: LOCAL_RANK from the environment wins over --local_rank
   const envLocalRank = Number(host.env.LOCAL_RANK ?? -1);
   const localRank = envLocalRank !== -1 && Number.isInteger(envLocalRank) ? envLocalRank : a.local_rank;
-  const device = resolveDevice(a.device, localRank, host.cudaDevices);
+  const device = resolveDeviceFlag(a.device, localRank, host.cudaDevices);
   const onCuda = torch.deviceType(device) === 'cuda';
   if (a.device === 'auto' && !onCuda && host.cudaMissing) notes.push(`WARNING: training on the CPU: ${host.cudaMissing}; diffusion-dpo doctor says more`);
 

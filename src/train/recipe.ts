@@ -174,7 +174,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   for (const n of config.notes) events.info(n);
   const { device } = config;
   const monitor = new ResourceMonitor(device);
-  events.info(`device: ${device}${torch.deviceType(device) === 'cuda' ? '' : ` (${torch.getNumThreads()} threads)`}`);
+  events.info(`device: ${torch.describeDevice(device)}`);
   if (config.precision.allowTf32) torch.setAllowTF32(true);
   if (config.precision.deterministic) torch.useDeterministicAlgorithms(true);
   // a training step's shapes never change: let cuDNN pick its fastest convolutions once
@@ -352,8 +352,8 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
       const u = await runUpdate(s);
       if (!u) break; // epochs exhausted
       const step = ++s.progress.globalStep;
-      const { pairs, ...logged } = u;
-      const row: Record<string, number> = { step, ...logged, bad_rows: s.badRows.total, ...s.monitor.window(pairs, (performance.now() - t0) / 1000) };
+      const { pairs, dataWaitSeconds, ...logged } = u;
+      const row: Record<string, number> = { step, ...logged, bad_rows: s.badRows.total, ...s.monitor.window(pairs, (performance.now() - t0) / 1000, dataWaitSeconds) };
       s.progress.history.push(row);
       s.metrics.log(step, row);
       events.update({ step, total: maxSteps, loss: u.train_loss, lr: u.lr, implicitAcc: u.implicit_acc_accumulated ?? null, pairsPerSecond: row.pairs_per_s!, badRows: s.badRows.total });
@@ -386,7 +386,7 @@ export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'],
   }
   if (s.badRows.total) events.info(`unusable rows: ${s.badRows.total} (${s.badRows.describe()}), listed in ${s.badRows.file}`);
   const resources = s.monitor.summary();
-  events.info(`resources: ${resources.pairs_per_s.toFixed(2)} pairs/s on average; host peak RSS ${mb(resources.host_peak_rss_mb)}` +
+  events.info(`resources: ${resources.pairs_per_s.toFixed(2)} pairs/s on average, ${(100 * resources.data_wait_share).toFixed(0)}% of the time waiting for data; host peak RSS ${mb(resources.host_peak_rss_mb)}` +
     (resources.cuda_peak_allocated_mb !== undefined ? `; device peak ${mb(resources.cuda_peak_allocated_mb)} allocated, ${mb(resources.cuda_peak_reserved_mb!)} reserved` : ''));
   s.metrics.close(s.progress.history, resources, s.badRows.counts);
   return { globalStep: s.progress.globalStep, history: s.progress.history, outputDir: s.config.output.dir, stoppedBy, resources };

@@ -1,4 +1,5 @@
-// Memory and speed per log window (one optimizer update): pairs per second, the host's resident
+// Memory and speed per log window (one optimizer update): pairs per second, the share of the
+// window spent waiting for the loader's next batch (the data pipeline not keeping up), the host's resident
 // memory (now, and the process's peak so far) and, on CUDA, the peak memory allocated and
 // reserved on the training device during the window (its peak counters are reset after each read).
 import * as torch from '../torch/index.js';
@@ -7,6 +8,8 @@ const MB = 1024 * 1024;
 
 export interface WindowStats {
   pairs_per_s: number;
+  /** Time waiting for batches / window time. */
+  data_wait_share: number;
   host_rss_mb: number;
   host_peak_rss_mb: number;
   cuda_peak_allocated_mb?: number;
@@ -16,6 +19,8 @@ export interface WindowStats {
 export interface ResourceSummary {
   /** Mean over the run's windows. */
   pairs_per_s: number;
+  /** Mean over the run's windows after the first (which includes the loader's cold start); the first's when there is one. */
+  data_wait_share: number;
   host_peak_rss_mb: number;
   cuda_peak_allocated_mb?: number;
   cuda_peak_reserved_mb?: number;
@@ -30,6 +35,7 @@ export class ResourceMonitor {
   readonly #cudaIndex: number | null;
   #windows = 0;
   #pairsPerSecond = 0;
+  #dataWaitShare = 0;
   #cudaPeakAllocated = 0;
   #cudaPeakReserved = 0;
 
@@ -45,12 +51,14 @@ export class ResourceMonitor {
     return { allocated: m.allocated / MB, reserved: m.reserved / MB };
   }
 
-  /** Closes a window of `pairs` pairs that took `seconds`. */
-  window(pairs: number, seconds: number): WindowStats {
+  /** Closes a window of `pairs` pairs that took `seconds`, `dataWaitSeconds` of them waiting for batches. */
+  window(pairs: number, seconds: number, dataWaitSeconds: number): WindowStats {
     const pps = pairs / Math.max(seconds, 1e-9);
+    const wait = Math.min(1, dataWaitSeconds / Math.max(seconds, 1e-9));
     this.#windows++;
     this.#pairsPerSecond += (pps - this.#pairsPerSecond) / this.#windows;
-    const out: WindowStats = { pairs_per_s: pps, host_rss_mb: process.memoryUsage().rss / MB, host_peak_rss_mb: hostPeakRssMb() };
+    this.#dataWaitShare = this.#windows <= 2 ? wait : this.#dataWaitShare + (wait - this.#dataWaitShare) / (this.#windows - 1);
+    const out: WindowStats = { pairs_per_s: pps, data_wait_share: wait, host_rss_mb: process.memoryUsage().rss / MB, host_peak_rss_mb: hostPeakRssMb() };
     if (this.#cudaIndex !== null) {
       const m = torch.cuda.memory(this.#cudaIndex);
       out.cuda_peak_allocated_mb = m.peakAllocated / MB;
@@ -63,7 +71,7 @@ export class ResourceMonitor {
   }
 
   summary(): ResourceSummary {
-    const out: ResourceSummary = { pairs_per_s: this.#pairsPerSecond, host_peak_rss_mb: hostPeakRssMb() };
+    const out: ResourceSummary = { pairs_per_s: this.#pairsPerSecond, data_wait_share: this.#dataWaitShare, host_peak_rss_mb: hostPeakRssMb() };
     if (this.#cudaIndex !== null) {
       out.cuda_peak_allocated_mb = this.#cudaPeakAllocated;
       out.cuda_peak_reserved_mb = this.#cudaPeakReserved;

@@ -9,6 +9,7 @@
 // (reduction across processes, adapter-only parameters) belongs here.
 import * as torch from '../torch/index.js';
 import type { Batch } from '../data/loader.js';
+import { batchToDevice } from './batch_inputs.js';
 import { BadDataError } from './bad_rows.js';
 import type { TrainState } from './recipe.js';
 
@@ -22,6 +23,8 @@ export interface UpdateStats {
   lr: number;
   /** Pairs (or SFT images) consumed. */
   pairs: number;
+  /** Seconds spent waiting for the loader's batches. */
+  dataWaitSeconds: number;
 }
 
 export class NonFiniteLossError extends Error {}
@@ -33,11 +36,7 @@ export class NonFiniteLossError extends Error {}
  */
 function microStep(s: TrainState, batch: Batch): torch.Tensor {
   return torch.tidy(() => {
-    const r = s.step({
-      pixelValues: torch.fromTypedArray(batch.pixelValues, [...batch.shape]),
-      inputIds: batch.inputIds ? torch.tensor(batch.inputIds, { dtype: 'int64' }) : undefined,
-      captions: batch.captions,
-    });
+    const r = s.step(batchToDevice(batch, s.config.device));
     const scaled = r.loss.div(s.config.batch.accumulation);
     (s.scaler ? s.scaler.scale(scaled) : scaled).backward();
     const d = r.dpo;
@@ -74,9 +73,14 @@ async function nextBatch(s: TrainState, firstOfUpdate: boolean): Promise<Batch |
   return next;
 }
 
-/** The logged values of each micro-step, read from the device in one go; the tensors are freed. */
-function readStats(stats: torch.Tensor[]): number[][] {
+/**
+ * The logged values of each micro-step, read from the device in one go; the tensors are freed. On
+ * CUDA the wait for the device runs off the JS thread, so the next batches' host work (decoding
+ * callbacks, crops, tokenising) proceeds while the GPU finishes the update's micro-steps.
+ */
+async function readStats(stats: torch.Tensor[], device: torch.Device): Promise<number[][]> {
   try {
+    if (torch.deviceType(device) === 'cuda') await torch.cuda.synchronizeAsync(Number(device.split(':')[1] ?? 0));
     const flat = torch.tidy(() => torch.stack(stats).toArray());
     const width = stats[0]!.shape[0]!;
     return stats.map((_, k) => flat.slice(k * width, (k + 1) * width));
@@ -90,9 +94,12 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
   const accum = s.config.batch.accumulation;
   const pending: torch.Tensor[] = [];
   let pairs = 0;
+  let dataWait = 0;
   try {
     while (pending.length < accum) {
+      const t0 = performance.now();
       const batch = await nextBatch(s, pending.length === 0);
+      dataWait += performance.now() - t0;
       if (!batch) break; // end of the epoch: update with what was accumulated (accelerate's end_of_dataloader)
       pending.push(microStep(s, batch));
       pairs += batch.shape[0];
@@ -103,12 +110,12 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
   }
   if (pending.length === 0) return null;
   // the update's one host read, before anything is applied: a non-finite loss leaves the weights as they were
-  const values = readStats(pending);
+  const values = await readStats(pending, s.config.device);
   values.forEach((v, k) => {
     if (!Number.isFinite(v[0]!) && !s.scaler) throw new NonFiniteLossError(`loss is ${v[0]} at step ${s.progress.globalStep + 1} (micro-step ${k + 1})`);
   });
   applyUpdate(s);
-  const out: UpdateStats = { train_loss: values.reduce((sum, v) => sum + v[0]! / accum, 0), lr: s.schedule.getLastLr()[0]!, pairs };
+  const out: UpdateStats = { train_loss: values.reduce((sum, v) => sum + v[0]! / accum, 0), lr: s.schedule.getLastLr()[0]!, pairs, dataWaitSeconds: dataWait / 1000 };
   if (s.config.objective.method === 'dpo') {
     // train.py accumulates the implicit accuracy and logs the last micro-step's MSEs ("unaccumulated")
     const last = values[values.length - 1]!;
