@@ -75,8 +75,8 @@ describe('Pick-a-Pic parquet', () => {
     assert.deepEqual(b.shape, [4, 6, RES, RES]);
     for (let i = 0; i < 4; i++) {
       const base = i * 6 * RES * RES;
-      assert.ok(warmth(b.pixels, base, RES) > 0.5, `sample ${i}: preferred (warm) image first`);
-      assert.ok(warmth(b.pixels, base + 3 * RES * RES, RES) < -0.5, `sample ${i}: dispreferred (cool) image second`);
+      assert.ok(warmth(b.pixels!, base, RES) > 0.5, `sample ${i}: preferred (warm) image first`);
+      assert.ok(warmth(b.pixels!, base + 3 * RES * RES, RES) < -0.5, `sample ${i}: dispreferred (cool) image second`);
     }
     assert.ok(b.pixels instanceof Uint8Array && b.pixels.length === 4 * 6 * RES * RES, 'uint8, scaled on the device');
     assert.match(b.captions[0]!, /^row \d+$/);
@@ -189,7 +189,7 @@ describe("users' own data", () => {
     assert.equal(ds.stats.bad.bad_label, 1, 'the unparseable line');
     const l = new PairLoader(ds, { batchSize: 2, resolution: RES, shuffle: false, hflip: false });
     const b = (await l.next())!;
-    assert.ok(warmth(b.pixels, 0, RES) > 0.5 && warmth(b.pixels, 6 * RES * RES, RES) > 0.5);
+    assert.ok(warmth(b.pixels!, 0, RES) > 0.5 && warmth(b.pixels!, 6 * RES * RES, RES) > 0.5);
     await l.close();
     const csv = await PreferenceDataset.open(join(t, 'pairs.csv'));
     const lc = new PairLoader(csv, { batchSize: 1, resolution: RES, shuffle: false });
@@ -221,7 +221,7 @@ describe("users' own data", () => {
     const ls = new PairLoader(sft, { batchSize: 2, resolution: RES, shuffle: false, hflip: false });
     const b = (await ls.next())!;
     assert.deepEqual(b.shape, [2, 3, RES, RES]);
-    assert.ok(warmth(b.pixels, 0, RES) > 0.5);
+    assert.ok(warmth(b.pixels!, 0, RES) > 0.5);
     await ls.close();
   });
 });
@@ -239,7 +239,7 @@ describe('WebDataset tar shards', () => {
     assert.equal(ds.stats.tiesRemoved, 4);
     const l = new PairLoader(ds, { batchSize: 4, resolution: RES, seed: 3, hflip: false });
     const b = (await l.next())!;
-    assert.ok(warmth(b.pixels, 0, RES) > 0.5 && warmth(b.pixels, 3 * RES * RES, RES) < -0.5);
+    assert.ok(warmth(b.pixels!, 0, RES) > 0.5 && warmth(b.pixels!, 3 * RES * RES, RES) < -0.5);
     assert.match(b.captions[0]!, /^row \d+$/);
     await l.close();
     // per-key scalar members instead of JSON

@@ -65,14 +65,14 @@ describe(`models on ${device}`, () => {
     const all = Uint8Array.from({ length: 256 }, (_, i) => i);
     const batch = { pixels: all, shape: [1, 1, 16, 16] as [number, number, number, number], captions: [''], rows: [0], inputIds: [[49406, 49407]], epoch: 0, step: 0 };
     const t = batchToDevice(batch, device);
-    assert.equal(t.pixelValues.device, device);
-    assert.deepEqual(Array.from(t.pixelValues.toTypedArray() as Float32Array), Array.from(normalizePixels(all)));
+    assert.equal(t.pixelValues!.device, device);
+    assert.deepEqual(Array.from(t.pixelValues!.toTypedArray() as Float32Array), Array.from(normalizePixels(all)));
     assert.equal(t.inputIds!.device, device);
     assert.equal(t.inputIds!.dtype, 'int64');
     assert.deepEqual(t.inputIds!.toArray(), [49406, 49407]);
     // the device cannot overtake the copy: the staging buffer may be reused at once
     torch.tidy(() => torch.ones([4096, 256], { dtype: 'uint8' }).mul(0));
-    assert.deepEqual(Array.from(t.pixelValues.toTypedArray() as Float32Array), Array.from(normalizePixels(all)));
+    assert.deepEqual(Array.from(t.pixelValues!.toTypedArray() as Float32Array), Array.from(normalizePixels(all)));
   }));
 
   test('the tiny SD UNet forward and backward match the CPU', () => torch.tidy(() => {

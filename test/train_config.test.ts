@@ -84,6 +84,7 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   channels_last: { args: ['--channels_last'] },
   sdpa_backend: { args: ['--sdpa_backend', 'math'] },
   exclude_rows: { args: ['--exclude_rows', 'bad.txt'] },
+  latent_cache: { args: ['--latent_cache', 'cache'] },
 };
 
 function diff(a: unknown, b: unknown, path = ''): string[] {
@@ -122,6 +123,7 @@ describe('the flag table', () => {
     assert.match(outcome.local_rank!, /^device$/);
     assert.match(outcome.hard_skip_resume!, /output\.hardSkipResume/);
     assert.match(outcome.sync_checkpoint_saves!, /output\.syncCheckpointSaves/);
+    assert.match(outcome.latent_cache!, /data\.latentCache/);
     assert.match(outcome.image_column!, /data\.imageColumn/);
     assert.match(outcome.num_train_epochs!, /schedule\.maxTrainSteps/);
     assert.match(outcome.choice_model!, /^refused: .*AI-feedback/);

@@ -131,7 +131,7 @@ export const dataCommand: Command = {
       try {
         for (let b = await loader.next(); b && n < dumpN; b = await loader.next(), n++) {
           const channels = b.shape[1];
-          const png = toPng(b.pixels, channels, res);
+          const png = toPng(b.pixels!, channels, res);
           await sharp(png, { raw: { width: res * (channels / 3), height: res, channels: 3 } }).png()
             .withMetadata({}).toFile(join(dumpDir, `${String(n).padStart(4, '0')}-row${b.rows[0]}.png`));
         }

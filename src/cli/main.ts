@@ -1,4 +1,5 @@
 // The diffusion-dpo command: a table of subcommands, each a typed function of its arguments.
+import { cacheCommand } from './cache.js';
 import { dataCommand } from './data.js';
 import { doctorCommand } from './doctor.js';
 import { demoCommand, trainCommand } from './train.js';
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, Command> = {
   train: trainCommand,
   demo: demoCommand,
   data: dataCommand,
+  cache: cacheCommand,
   doctor: doctorCommand,
   inspect: inspectCommand,
   sample: sampleCommand,

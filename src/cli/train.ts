@@ -9,23 +9,15 @@ import { train, type TrainEvents } from '../train/recipe.js';
 import { CliError } from './errors.js';
 import type { Command } from './main.js';
 import { gracefulStop } from './signals.js';
+import { progressLine } from './progress.js';
 
 function consoleEvents(): TrainEvents {
-  const t0 = Date.now();
+  const progress = progressLine('step', { every: 10 });
   return {
     info: (m) => console.error(`[train] ${m}`),
-    update: (p) => {
-      const elapsed = (Date.now() - t0) / 1000;
-      const eta = (elapsed / p.step) * (p.total - p.step);
-      const fmt = (s: number) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
-      const width = 24;
-      const bar = '#'.repeat(Math.round((p.step / p.total) * width)).padEnd(width, '.');
-      const line = `step ${p.step}/${p.total} [${bar}] loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)}` +
-        `${p.implicitAcc === null ? '' : ` implicit_acc ${p.implicitAcc.toFixed(3)}`} ${p.pairsPerSecond.toFixed(1)} pairs/s` +
-        `${p.badRows ? ` bad rows ${p.badRows}` : ''} ETA ${fmt(eta)}`;
-      if (process.stderr.isTTY) process.stderr.write(`\r${line}\x1b[K${p.step === p.total ? '\n' : ''}`);
-      else if (p.step % 10 === 0 || p.step === p.total) console.error(line);
-    },
+    update: (p) => progress(p.step, p.total, `loss ${p.loss.toFixed(4)} lr ${p.lr.toExponential(2)}` +
+      `${p.implicitAcc === null ? '' : ` implicit_acc ${p.implicitAcc.toFixed(3)}`} ${p.pairsPerSecond.toFixed(1)} pairs/s` +
+      `${p.badRows ? ` bad rows ${p.badRows}` : ''}`),
   };
 }
 

@@ -2,7 +2,8 @@
 // shards, computed from indices alone), split across ranks (rank r takes positions r, r+W, ...),
 // read, decoded and transformed with prefetch, and batched (the last incomplete batch dropped).
 // A sample's random choices (crop, flip, caption dropout, which caption of a list) are drawn from
-// a generator keyed by (seed, epoch, row), so they do not depend on worker timing.
+// a generator keyed by (seed, epoch, row), so they do not depend on worker timing (samples.ts:
+// the same choices pick the cached views when the samples come from a latent cache).
 //
 // State is {epoch, cursor}: the cursor counts rows of this rank's sequence already consumed
 // (including skipped bad rows), so restoring it resumes at exactly the next batch, in O(1).
@@ -11,10 +12,11 @@
 // one's (image 0 first unless label_0 == 0), as the reference concatenates them. SFT batches hold
 // the preferred image, [B, 3, H, W]. Pixels are uint8 (resized, cropped, flipped): the scaling to
 // [-1, 1] happens on the training device, after a copy a quarter the size of float32's.
+import type { HostTensor } from '../torch/io/safetensors.js';
 import type { PreferenceDataset } from './dataset.js';
-import { ImageDecodeError } from './decode.js';
-import type { BadReason, BadRow, PairRow } from './record.js';
-import { hash32, Rng, shuffled } from './rng.js';
+import type { BadReason, BadRow } from './record.js';
+import { hash32, shuffled } from './rng.js';
+import { ImageSamples, type EncodedSample, type PreparedSample, type SampleSource } from './samples.js';
 import { TransformPool } from './transform_pool.js';
 
 export interface LoaderOptions {
@@ -40,11 +42,16 @@ export interface LoaderOptions {
   tokenize?: ((captions: string[]) => number[][]) | null;
   /** Called for every row skipped as unusable (counted in badRows too). */
   onBadRow?: ((b: BadRow) => void) | null;
+  /** Where samples come from; default: the dataset's images (a latent cache gives encoded samples). */
+  samples?: SampleSource | null;
 }
 
 export interface Batch {
-  /** [B, C, H, W] uint8, C = 6 (DPO pairs) or 3 (SFT); normalizePixels gives the reference's [-1, 1] values. */
-  pixels: Uint8Array;
+  /** [B, C, H, W] uint8, C = 6 (DPO pairs) or 3 (SFT); normalizePixels gives the reference's [-1, 1] values. Absent for encoded batches. */
+  pixels?: Uint8Array;
+  /** From a latent cache instead of pixels. */
+  encoded?: EncodedBatch;
+  /** The pixels' shape; for an encoded batch [B, 0, 0, 0] (the tensors carry their own). */
   shape: [number, number, number, number];
   captions: string[];
   /** Raw dataset row of each sample (for logs and tests). */
@@ -56,6 +63,33 @@ export interface Batch {
   step: number;
 }
 
+/** A batch of cached encodings, laid out as pixels are: sample-major, images preferred first on the channel axis. */
+export interface EncodedBatch {
+  /** [B, images x 2C, h, w]: each image's posterior parameters (mean, log-variance). */
+  moments: HostTensor;
+  /** [B, 77, D]. */
+  text: HostTensor;
+  /** SDXL: [B, D2]. */
+  pooled: HostTensor | null;
+}
+
+function stack(parts: HostTensor[], shape: number[]): HostTensor {
+  return { dtype: parts[0]!.dtype, shape, data: Buffer.concat(parts.map((p) => p.data)) };
+}
+
+function collateEncoded(samples: EncodedSample[]): EncodedBatch {
+  const b = samples.length;
+  const m = samples[0]!.moments;
+  const [c, h, w] = m[0]!.shape as [number, number, number];
+  const text = samples[0]!.text;
+  const pooled = samples[0]!.pooled;
+  return {
+    moments: stack(samples.flatMap((s) => s.moments), [b, m.length * c, h, w]),
+    text: stack(samples.map((s) => s.text), [b, ...text.shape]),
+    pooled: pooled ? stack(samples.map((s) => s.pooled!), [b, ...pooled.shape]) : null,
+  };
+}
+
 export interface LoaderState {
   epoch: number;
   cursor: number;
@@ -63,14 +97,9 @@ export interface LoaderState {
   step: number;
 }
 
-interface Prepared {
-  pixels: Uint8Array;
-  caption: string;
-  row: number;
-}
-
 export class PairLoader {
   readonly #pool: TransformPool;
+  readonly #samples: SampleSource;
   readonly #o: Required<LoaderOptions>;
   #state: LoaderState = { epoch: 0, cursor: 0, step: 0 };
   #sequence: number[] | null = null;
@@ -82,11 +111,15 @@ export class PairLoader {
   constructor(readonly dataset: PreferenceDataset, o: LoaderOptions) {
     this.#o = {
       seed: 0, shuffle: true, randomCrop: false, hflip: true, proportionEmptyPrompts: 0, rank: 0, worldSize: 1,
-      numWorkers: 0, prefetchBatches: 2, tokenize: null, onBadRow: null, ...o,
+      numWorkers: 0, prefetchBatches: 2, tokenize: null, onBadRow: null, samples: null, ...o,
     };
     if (!(this.#o.batchSize >= 1)) throw new RangeError('batch size must be >= 1');
     if (!(this.#o.rank >= 0 && this.#o.rank < this.#o.worldSize)) throw new RangeError(`rank ${this.#o.rank} outside world size ${this.#o.worldSize}`);
-    this.#pool = new TransformPool(this.#o.numWorkers);
+    this.#pool = new TransformPool(this.#o.samples ? 0 : this.#o.numWorkers);
+    this.#samples = this.#o.samples ?? new ImageSamples(dataset.source, this.#pool, {
+      resolution: this.#o.resolution, seed: this.#o.seed, randomCrop: this.#o.randomCrop, hflip: this.#o.hflip,
+      proportionEmptyPrompts: this.#o.proportionEmptyPrompts, method: dataset.method,
+    });
   }
 
   /** Batches per epoch on this rank if no row turns out bad (drop_last). */
@@ -123,42 +156,8 @@ export class PairLoader {
     return null;
   }
 
-  async #prepare(row: PairRow, rowIndex: number, epoch: number): Promise<Prepared | null> {
-    const sft = this.dataset.method === 'sft';
-    if (row.caption === null || (Array.isArray(row.caption) && row.caption.length === 0)) return this.#bad('null_caption', rowIndex);
-    if (row.label0 === null || (row.label0 !== 0 && row.label0 !== 1)) return this.#bad('bad_label', rowIndex, `label_0 = ${String(row.label0)}`);
-    const rng = new Rng(hash32(this.#o.seed, epoch, rowIndex, 0xa11));
-    const preferredFirst = row.label0 !== 0;
-    const images = sft ? [preferredFirst ? row.image0 : row.image1] : preferredFirst ? [row.image0, row.image1] : [row.image1, row.image0];
-    for (const img of images) {
-      if (!(img instanceof Uint8Array)) return this.#bad('missing_image', rowIndex, img.missing);
-    }
-    // Draw everything for this sample up front, in a fixed order, so results do not depend on timing.
-    const draws = images.map(() => ({ crop: [rng.next(), rng.next()] as [number, number], flip: rng.next() < 0.5 }));
-    const dropCaption = rng.next() < this.#o.proportionEmptyPrompts;
-    const listPick = rng.next();
-    let pixels: Uint8Array[];
-    try {
-      pixels = await Promise.all(images.map((img, k) => this.#pool.run({
-        bytes: img as Uint8Array, resolution: this.#o.resolution,
-        crop: this.#o.randomCrop ? draws[k]!.crop : null, hflip: this.#o.hflip && draws[k]!.flip,
-      })));
-    } catch (e) {
-      if (e instanceof ImageDecodeError) return this.#bad('undecodable_image', rowIndex, e.message);
-      throw e;
-    }
-    const caption = dropCaption ? '' : Array.isArray(row.caption) ? row.caption[Math.floor(listPick * row.caption.length)]! : row.caption;
-    const merged = new Uint8Array(pixels.reduce((s, p) => s + p.length, 0));
-    let off = 0;
-    for (const p of pixels) {
-      merged.set(p, off);
-      off += p.length;
-    }
-    return { pixels: merged, caption, row: rowIndex };
-  }
-
   /** Rows in flight, in sequence order, starting at sequence position #windowStart. */
-  #window: Promise<Prepared | null>[] = [];
+  #window: Promise<PreparedSample | null>[] = [];
   #windowStart = 0;
   #windowEpoch = -1;
 
@@ -170,11 +169,7 @@ export class PairLoader {
     const seq = this.sequence(epoch);
     while (this.#window.length < this.#windowSize() && this.#windowStart + this.#window.length < seq.length) {
       const row = seq[this.#windowStart + this.#window.length]!;
-      // a row that cannot be read (a damaged parquet page, a truncated tar member) is a bad row, not a crash
-      this.#window.push(this.dataset.source.read([row]).then(
-        ([r]) => this.#prepare(r!, row, epoch),
-        (e: Error) => this.#bad('unreadable_row', row, e.message.split('\n')[0]),
-      ));
+      this.#window.push(this.#samples.prepare(row, epoch).then((p) => ('bad' in p ? this.#bad(p.bad, row, p.detail) : p)));
     }
   }
 
@@ -191,7 +186,7 @@ export class PairLoader {
       this.#windowEpoch = epoch;
     }
     const b = this.#o.batchSize;
-    const items: Prepared[] = [];
+    const items: PreparedSample[] = [];
     while (items.length < b) {
       this.#fill(epoch);
       const head = this.#window.shift();
@@ -208,12 +203,14 @@ export class PairLoader {
     }
     this.#fill(epoch); // keep the next batch's rows in flight while this one is used
     this.#state = { epoch, cursor: this.#windowStart, step: step + 1 };
+    const captions = items.map((i) => i.caption);
+    const rows = items.map((i) => i.row);
+    if (items[0]!.encoded) return { encoded: collateEncoded(items.map((i) => i.encoded!)), shape: [b, 0, 0, 0], captions, rows, epoch, step };
     const channels = this.dataset.method === 'sft' ? 3 : 6;
     const r = this.#o.resolution;
     const pixels = new Uint8Array(b * channels * r * r);
-    items.forEach((it, i) => pixels.set(it.pixels, i * channels * r * r));
-    const captions = items.map((i) => i.caption);
-    const batch: Batch = { pixels, shape: [b, channels, r, r], captions, rows: items.map((i) => i.row), epoch, step };
+    items.forEach((it, i) => pixels.set(it.pixels!, i * channels * r * r));
+    const batch: Batch = { pixels, shape: [b, channels, r, r], captions, rows, epoch, step };
     if (this.#o.tokenize) batch.inputIds = this.#o.tokenize(captions);
     return batch;
   }

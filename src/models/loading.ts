@@ -205,11 +205,30 @@ export function savePipeline(out: string, p: PipelineComponents): void {
   saveComponent(join(out, 'vae'), p.vae, 'AutoencoderKL');
   if (p.textEncoder) saveComponent(join(out, 'text_encoder'), p.textEncoder, 'CLIPTextModel', { library: 'transformers' });
   if (p.textEncoder2) saveComponent(join(out, 'text_encoder_2'), p.textEncoder2, 'CLIPTextModelWithProjection', { library: 'transformers' });
-  for (const sub of ['tokenizer', 'tokenizer_2', 'scheduler', 'feature_extractor']) {
-    const src = join(p.folder, sub);
-    if (existsSync(src) && src !== join(out, sub)) cpSync(src, join(out, sub), { recursive: true });
-  }
+  copyComponents(p.folder, out, ['tokenizer', 'tokenizer_2', 'scheduler', 'feature_extractor']);
   writeFileAtomic(join(out, 'model_index.json'), JSON.stringify({ ...p.index, _diffusers_version: DIFFUSERS_VERSION }, null, 2) + '\n');
+}
+
+/** Copies component folders as files (a Hub cache's snapshot holds symlinks into its blobs, which must not be copied as links). */
+function copyComponents(from: string, out: string, subs: string[]): void {
+  for (const sub of subs) {
+    const src = join(from, sub);
+    if (existsSync(src) && src !== join(out, sub)) cpSync(src, join(out, sub), { recursive: true, dereference: true });
+  }
+}
+
+/**
+ * A pipeline folder from `source` with `unet` in it, when the other models were never loaded
+ * (training from a latent cache): their folders are copied as they are (the VAE from `vaeFolder`
+ * when one replaced the pipeline's), the UNet written, model_index.json kept.
+ */
+export function savePipelineWithUNet(out: string, source: string, unet: UNet2DConditionModel, o: { vaeFolder?: string } = {}): void {
+  const index = JSON.parse(readFileSync(join(source, 'model_index.json'), 'utf8')) as RawConfig;
+  mkdirSync(out, { recursive: true });
+  saveComponent(join(out, 'unet'), unet, 'UNet2DConditionModel');
+  copyComponents(source, out, ['text_encoder', 'text_encoder_2', 'tokenizer', 'tokenizer_2', 'scheduler', 'feature_extractor', ...(o.vaeFolder ? [] : ['vae'])]);
+  if (o.vaeFolder && o.vaeFolder !== join(out, 'vae')) cpSync(o.vaeFolder, join(out, 'vae'), { recursive: true, dereference: true });
+  writeFileAtomic(join(out, 'model_index.json'), JSON.stringify({ ...index, _diffusers_version: DIFFUSERS_VERSION }, null, 2) + '\n');
 }
 
 export function disposePipeline(p: PipelineComponents): void {

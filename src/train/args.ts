@@ -1,7 +1,7 @@
 // The flags of the reference train.py, each under its own name (`--beta_dpo` and `--beta-dpo` both
 // work), with the reference's defaults and a help text written once here; plus our own few
 // (`--config`, `--checkpoints_total_limit`, `--sync_checkpoint_saves`, `--timestep_mode`, `--offload_frozen`, `--device`,
-// `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`).
+// `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`, `--latent_cache`).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
@@ -68,6 +68,7 @@ export const FLAGS = {
   channels_last: { type: 'boolean', default: false, help: 'Keep the UNets\' and the VAE\'s convolution weights channels-last (NHWC), for cuDNN\'s NHWC kernels on GPUs.' },
   sdpa_backend: { type: 'string', default: 'auto', choices: ['auto', 'flash', 'efficient', 'math', 'cudnn'], help: 'The only attention kernel scaled_dot_product_attention may use (auto: libtorch picks among all).' },
   max_bad_fraction: { type: 'float', default: 0.05, min: 0, max: 1, help: 'Stop (after a checkpoint) when more than this share of the rows read are unusable (judged from 100 rows on); each bad row is listed in <output_dir>/bad_rows.jsonl.' },
+  latent_cache: { type: 'string', default: null, help: 'Train from a latent cache made by `diffusion-dpo cache` (VAE posteriors and text conditioning of every row): the VAE and text encoders are not loaded and no image is decoded. Refused if the cache was made with other encoders, resolution, dtype or data, or without flips for a run that flips; --random_crop cannot use one.' },
   exclude_rows: { type: 'string', default: null, help: 'A file of row ids to leave out (one per line, or bad_rows.jsonl; data --verify --write_exclude writes one).' },
   choice_model: { type: 'string', default: '', help: 'AI feedback scorer (not supported yet).', unsupported: 'AI-feedback relabelling (--choice_model) is not supported yet' },
   config: { type: 'string', default: null, help: 'A JSON file of flags (command-line flags override it).' },

@@ -1,4 +1,5 @@
-// A loader batch as the step's inputs on the training device. The uint8 pixels and the token ids
+// A loader batch as the step's inputs on the training device. Cached encodings (a latent cache's
+// posterior parameters and text conditioning) are copied as they are. The uint8 pixels and the token ids
 // are copied without making the host wait (pinned staging, non-blocking copies on CUDA), and the
 // pixels are scaled to [-1, 1] there with torchvision's arithmetic, (x / 255 - 0.5) / 0.5 in
 // float32, bit-identical to the host computation (normalizePixels):
@@ -15,8 +16,21 @@ export function normalizePixelsOnDevice(u8: torch.Tensor): torch.Tensor {
   return torch.tidy(() => u8.to({ dtype: 'float64' }).div(255).float().sub(0.5).div(0.5));
 }
 
+/** Host bytes as a tensor on `device` (non-blocking on CUDA). */
+function hostToDevice(h: torch.HostTensor, device: torch.Device): torch.Tensor {
+  return torch.toDeviceNonBlocking(torch.fromBytes(h.data, h.dtype, h.shape), device);
+}
+
 export function batchToDevice(batch: Batch, device: torch.Device): StepBatch {
   return torch.tidy(() => {
+    const e = batch.encoded;
+    if (e) {
+      return {
+        latentMoments: hostToDevice(e.moments, device), encoderHiddenStates: hostToDevice(e.text, device),
+        pooledPromptEmbeds: e.pooled ? hostToDevice(e.pooled, device) : undefined, captions: batch.captions,
+      };
+    }
+    if (!batch.pixels) throw new Error('a batch holds pixels or cached encodings');
     const host = torch.fromTypedArray(batch.pixels, [...batch.shape]);
     const out: StepBatch = { pixelValues: normalizePixelsOnDevice(torch.toDeviceNonBlocking(host, device)), captions: batch.captions };
     if (batch.inputIds) out.inputIds = torch.toDeviceNonBlocking(torch.tensor(batch.inputIds, { dtype: 'int64' }), device);

@@ -48,6 +48,8 @@ export interface TrainConfig {
     excludeRows: string | null;
     /** The largest share of unusable rows a run tolerates. */
     maxBadFraction: number;
+    /** A latent cache folder to train from instead of the images and the frozen encoders. */
+    latentCache: string | null;
   };
   objective: {
     method: 'dpo' | 'sft';
@@ -167,6 +169,9 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
   if (method === 'dpo' && a.given.has('image_column')) {
     throw new ArgsError('--image_column applies to SFT on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
   }
+  if (a.latent_cache && a.random_crop) {
+    throw new ArgsError('--random_crop cannot train from --latent_cache: a random crop draws new offsets at every step, which no cache holds (a cache has center crops)');
+  }
   const outputDir = a.output_dir;
   return {
     model: {
@@ -177,7 +182,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       source: (a.dataset_name ?? a.train_data_dir)!, split: a.split, imageColumn: a.image_column, captionColumn: a.caption_column,
       maxTrainSamples: a.max_train_samples, dreamlikePairsOnly: a.dreamlike_pairs_only, resolution: a.resolution ?? (a.sdxl ? 1024 : 512),
       randomCrop: a.random_crop, hflip: !a.no_hflip, proportionEmptyPrompts: a.proportion_empty_prompts, numWorkers: a.dataloader_num_workers,
-      excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction,
+      excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction, latentCache: a.latent_cache,
     },
     objective: { method, betaDpo: a.beta_dpo, noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation },
     batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: 0 },

@@ -9,7 +9,12 @@ import * as torch from '../torch/index.js';
 import { PreferenceDataset, readRowIds } from '../data/dataset.js';
 import { PairLoader } from '../data/loader.js';
 import { resolveDataset, resolveModel } from '../hub/index.js';
-import { checkImageSide, checkUNetFits, disposePipeline, loadPipeline, loadUNet, readPipelineShape, savePipeline, type PipelineComponents } from '../models/index.js';
+import {
+  checkImageSide, checkUNetFits, disposePipeline, loadPipeline, loadUNet, readPipelineShape, savePipeline, savePipelineWithUNet,
+  type PipelineComponents, type UNet2DConditionModel,
+} from '../models/index.js';
+import { cacheSettings, datasetIdentity } from '../cache/identity.js';
+import { LatentCache } from '../cache/reader.js';
 import { loadNoiseScheduleConfig, NoiseSchedule } from '../schedulers/noise_schedule.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import {
@@ -43,7 +48,11 @@ export interface TrainResult {
 /** Everything a run holds; a checkpoint is this minus what setup rebuilds from the config. */
 export interface TrainState {
   readonly config: TrainConfig;
-  readonly pipeline: PipelineComponents;
+  readonly paths: ModelPaths;
+  /** The trained UNet. */
+  readonly unet: UNet2DConditionModel;
+  /** The loaded pipeline; null when training from a latent cache (its VAE and text encoders are not loaded). */
+  readonly pipeline: PipelineComponents | null;
   readonly models: DiffusionModels;
   readonly placement: FrozenPlacement;
   readonly step: DiffusionStep;
@@ -77,7 +86,7 @@ function findResume(config: TrainConfig): string | null {
   return r;
 }
 
-interface ModelPaths {
+export interface ModelPaths {
   modelPath: string;
   /** The folder whose unet/ the trained and the reference UNet start from (--unet_init, else the pipeline). */
   unetSource: string;
@@ -85,7 +94,7 @@ interface ModelPaths {
 }
 
 /** Finds the model folders and checks, from their configs alone, that the run can use them: before any output exists. */
-async function resolveAndCheckModels(config: TrainConfig): Promise<ModelPaths> {
+export async function resolveAndCheckModels(config: Pick<TrainConfig, 'model' | 'data'>): Promise<ModelPaths> {
   const { model } = config;
   const cacheDir = model.cacheDir ?? undefined;
   const modelPath = await resolveModel(model.name, { revision: model.revision ?? undefined, cacheDir });
@@ -100,17 +109,27 @@ async function resolveAndCheckModels(config: TrainConfig): Promise<ModelPaths> {
   return { modelPath, unetSource, vaeFolder };
 }
 
-async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainEvents): Promise<{ pipeline: PipelineComponents; models: DiffusionModels; placement: FrozenPlacement }> {
+interface LoadedModels {
+  unet: UNet2DConditionModel;
+  pipeline: PipelineComponents | null;
+  models: DiffusionModels;
+  placement: FrozenPlacement;
+}
+
+async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainEvents): Promise<LoadedModels> {
   const { model, device, precision, memory } = config;
   const { modelPath, unetSource, vaeFolder } = paths;
-  const pipeline = loadPipeline(modelPath, { device: 'cpu', unetFolder: join(unetSource, 'unet'), vaeFolder });
+  const cached = config.data.latentCache !== null;
+  // from a latent cache the VAE and text encoders are never needed: only the UNets are loaded
+  const pipeline = cached ? null : loadPipeline(modelPath, { device: 'cpu', unetFolder: join(unetSource, 'unet'), vaeFolder });
+  const unet = pipeline?.unet ?? loadUNet(join(unetSource, 'unet'), { device: 'cpu' });
   const refUnet = config.objective.method === 'dpo' ? loadUNet(join(unetSource, 'unet'), { device: 'cpu', dtype: precision.weightDtype }) : null;
   // the trained UNet stays float32 (mixed precision autocasts its forward); the frozen models run in the weight dtype
-  pipeline.unet.to(device).train();
-  if (memory.gradientCheckpointing) pipeline.unet.enableGradientCheckpointing();
-  const frozen = [pipeline.vae, pipeline.textEncoder, pipeline.textEncoder2, refUnet].filter((m): m is NonNullable<typeof m> => m !== null);
+  unet.to(device).train();
+  if (memory.gradientCheckpointing) unet.enableGradientCheckpointing();
+  const frozen = [pipeline?.vae, pipeline?.textEncoder, pipeline?.textEncoder2, refUnet].filter((m): m is NonNullable<typeof m> => !!m);
   for (const m of frozen) m.to(precision.weightDtype).requiresGrad_(false).eval();
-  if (memory.channelsLast) for (const m of [pipeline.unet, ...frozen]) m.toMemoryFormat('channelsLast');
+  if (memory.channelsLast) for (const m of [unet, ...frozen]) m.toMemoryFormat('channelsLast');
   let placement: FrozenPlacement = residentPlacement;
   if (memory.offloadFrozen) {
     const offload = new OffloadPlacement(device);
@@ -121,19 +140,22 @@ async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainE
   }
   const noise = new NoiseSchedule(loadNoiseScheduleConfig(join(modelPath, 'scheduler')));
   if (model.timestepMode === 'turbo') noise.enforceZeroTerminalSnr();
-  const tokenizer = existsSync(join(modelPath, 'tokenizer')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer')) : null;
-  const tokenizer2 = existsSync(join(modelPath, 'tokenizer_2')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer_2')) : null;
+  const tokenizer = !cached && existsSync(join(modelPath, 'tokenizer')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer')) : null;
+  const tokenizer2 = !cached && existsSync(join(modelPath, 'tokenizer_2')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer_2')) : null;
+  const kind = model.sdxl ? 'sdxl' : 'sd';
   const models: DiffusionModels = {
-    kind: pipeline.kind, unet: pipeline.unet, refUnet, vae: pipeline.vae, textEncoder: pipeline.textEncoder,
-    textEncoder2: pipeline.textEncoder2, tokenizer, tokenizer2, noise,
+    kind, unet, refUnet, vae: pipeline?.vae ?? null, textEncoder: pipeline?.textEncoder ?? null,
+    textEncoder2: pipeline?.textEncoder2 ?? null, tokenizer, tokenizer2, noise,
   };
-  events.info(`model: ${modelPath} (${pipeline.kind === 'sdxl' ? 'SDXL' : 'SD'}, UNet ${(pipeline.unet.numParameters() / 1e6).toFixed(1)} M parameters` +
-    `${model.unetInit ? `, from ${unetSource}` : ''}); frozen models ${placement.kind === 'offload' ? 'offloaded to host memory' : 'resident'} in ${precision.weightDtype}; ` +
+  events.info(`model: ${modelPath} (${kind === 'sdxl' ? 'SDXL' : 'SD'}, UNet ${(unet.numParameters() / 1e6).toFixed(1)} M parameters` +
+    `${model.unetInit ? `, from ${unetSource}` : ''}); ${cached ? `VAE and text encoders not loaded (latent cache ${config.data.latentCache}); ` : ''}` +
+    `frozen models ${placement.kind === 'offload' ? 'offloaded to host memory' : 'resident'} in ${precision.weightDtype}; ` +
     `gradient checkpointing ${memory.gradientCheckpointing ? 'on' : 'off'}`);
-  return { pipeline, models, placement };
+  return { unet, pipeline, models, placement };
 }
 
-async function loadData(config: TrainConfig, models: DiffusionModels, seed: number, badRows: BadRowLog, resuming: boolean, events: TrainEvents): Promise<{ dataset: PreferenceDataset; loader: PairLoader; sourcePath: string }> {
+/** The run's dataset with its filters (the rows a run, or a latent cache for it, takes). */
+export async function openPreferenceData(config: Pick<TrainConfig, 'data' | 'model' | 'objective'>, seed: number): Promise<{ dataset: PreferenceDataset; sourcePath: string }> {
   const d = config.data;
   const sourcePath = await resolveDataset(d.source, { split: d.split, cacheDir: config.model.cacheDir ?? undefined });
   const dataset = await PreferenceDataset.open(sourcePath, {
@@ -141,6 +163,14 @@ async function loadData(config: TrainConfig, models: DiffusionModels, seed: numb
     method: config.objective.method, columns: { caption: d.captionColumn, image: d.imageColumn },
     excludeRows: d.excludeRows ? readRowIds(d.excludeRows) : undefined,
   });
+  return { dataset, sourcePath };
+}
+
+async function loadData(
+  config: TrainConfig, paths: ModelPaths, models: DiffusionModels, seed: number, badRows: BadRowLog, resuming: boolean, events: TrainEvents,
+): Promise<{ dataset: PreferenceDataset; loader: PairLoader; sourcePath: string; cache: LatentCache | null }> {
+  const d = config.data;
+  const { dataset, sourcePath } = await openPreferenceData(config, seed);
   const st = dataset.stats;
   events.info(`data: ${st.source}; ${st.rowsRead} rows read, eliminated ${st.tiesRemoved}/${st.rowsRead} split decisions, ` +
     `${st.excluded ? `${st.excluded} excluded (--exclude_rows), ` : ''}${st.badRows.length ? `${st.badRows.length} unusable, ` : ''}${st.kept} kept`);
@@ -149,14 +179,32 @@ async function loadData(config: TrainConfig, models: DiffusionModels, seed: numb
   badRows.check(st.badRows.length, st.rowsRead, 'rows of the dataset', true);
   if (st.kept === 0) throw new BadDataError(`${st.source}: no usable row (${st.rowsRead} read; ${JSON.stringify(st.bad)})`);
   const tokenizer = models.tokenizer;
+  const cache = d.latentCache ? await openLatentCache(config, paths, dataset, sourcePath, seed, events) : null;
   const loader = new PairLoader(dataset, {
     batchSize: config.batch.perDevice, resolution: d.resolution, seed, randomCrop: d.randomCrop, hflip: d.hflip,
     proportionEmptyPrompts: d.proportionEmptyPrompts, numWorkers: d.numWorkers, rank: config.batch.rank, worldSize: config.batch.worldSize,
     // SD tokenizes in the loader; SDXL passes raw captions to the step, as train.py
     tokenize: models.kind === 'sd' && tokenizer ? (caps) => tokenizer.encodeBatch(caps).map((e) => e.inputIds) : null,
     onBadRow: (b) => badRows.record(b),
+    samples: cache?.samples({ seed, hflip: d.hflip, proportionEmptyPrompts: d.proportionEmptyPrompts, method: config.objective.method }) ?? null,
   });
-  return { dataset, loader, sourcePath };
+  return { dataset, loader, sourcePath, cache };
+}
+
+/** The run's latent cache, checked against the run: encoders, resolution, dtype, flips and rows. */
+async function openLatentCache(config: TrainConfig, paths: ModelPaths, dataset: PreferenceDataset, sourcePath: string, seed: number, events: TrainEvents): Promise<LatentCache> {
+  const d = config.data;
+  const cache = LatentCache.open(d.latentCache!);
+  const run = await cacheSettings({
+    modelPath: paths.modelPath, vaeFolder: paths.vaeFolder, kind: config.model.sdxl ? 'sdxl' : 'sd', resolution: d.resolution, hflip: d.hflip,
+    weightDtype: config.precision.weightDtype, pairs: dataset.source.pairs,
+    dataset: datasetIdentity(sourcePath, d.split, dataset.stats, { dreamlikePairsOnly: d.dreamlikePairsOnly, maxTrainSamples: d.maxTrainSamples, seed }),
+  });
+  const problems = cache.mismatches(run, dataset.indices);
+  if (problems.length) throw new UserError(`--latent_cache ${d.latentCache}: the cache does not fit this run (${problems.join('; ')}); make one for it with diffusion-dpo cache`);
+  const m = cache.manifest;
+  events.info(`latent cache: ${d.latentCache} (${m.rows.length - m.bad.length} rows, ${m.settings.hflip === 'both' ? 'both views of every image' : 'unflipped views'}, ${m.settings.weight_dtype})`);
+  return cache;
 }
 
 function makeOptimizer(config: TrainConfig, params: torch.Tensor[]): torch.optim.Optimizer<{ lr: number }> {
@@ -190,11 +238,11 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   const seed = config.seed ?? saved?.signature?.seed ?? Math.floor(Math.random() * 2 ** 31);
   torch.manualSeed(seed + config.batch.rank); // train.py: set_seed(seed + process index)
 
-  const { pipeline, models, placement } = await loadModels(config, paths, events);
+  const { unet, pipeline, models, placement } = await loadModels(config, paths, events);
   const badRowsFile = join(config.output.dir, 'bad_rows.jsonl');
   if (!resumePath) rmSync(badRowsFile, { force: true });
   const badRows = new BadRowLog(badRowsFile, config.data.maxBadFraction);
-  const { dataset, loader, sourcePath } = await loadData(config, models, seed, badRows, resumePath !== null, events);
+  const { dataset, loader, sourcePath, cache } = await loadData(config, paths, models, seed, badRows, resumePath !== null, events);
   const updatesPerEpoch = Math.ceil(loader.stepsPerEpoch / config.batch.accumulation);
   if (updatesPerEpoch === 0) throw new UserError(`the dataset has ${dataset.length} usable rows: fewer than one batch of ${config.batch.perDevice}`);
   const maxSteps = config.schedule.maxTrainSteps ?? config.schedule.numTrainEpochs * updatesPerEpoch;
@@ -204,7 +252,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
     `${config.objective.method === 'dpo' ? 'pairs' : 'images'} (${plan.maxEpochs} epoch(s) of ${updatesPerEpoch}); lr ${sc.learningRate.toExponential(2)} ${sc.lrScheduler}; ` +
     `${config.optimizer.kind === 'adamw' ? 'AdamW' : 'Adafactor'}${config.clipGradNorm === null ? ', no clipping' : `, clip ${config.clipGradNorm}`}; mixed precision ${config.precision.mixed}`);
 
-  const params = pipeline.unet.parameters();
+  const params = unet.parameters();
   const optimizer = makeOptimizer(config, params);
   const w = batch.worldSize;
   const schedule = torch.optim.getScheduler(sc.lrScheduler, optimizer, { numWarmupSteps: sc.warmupSteps * w, numTrainingSteps: maxSteps * w });
@@ -223,9 +271,10 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
     inputPerturbation: config.objective.inputPerturbation, timestepMode: config.model.timestepMode, resolution: config.data.resolution,
     weightDtype: config.precision.weightDtype, placement,
     autocast: config.precision.mixed === 'no' ? null : { device, dtype: config.precision.weightDtype },
+    latentScalingFactor: cache?.manifest.vae.scaling_factor, latentMomentsFormat: cache?.manifest.vae.moments_memory_format,
   });
   const state: TrainState = {
-    config, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
+    config, paths, unet, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
     metrics: new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')),
     progress: { globalStep: 0, history: [] },
     saves: { pending: null, failed: null },
@@ -248,7 +297,7 @@ function restore(s: TrainState, path: string, saved: ReturnType<typeof readTrain
     events.info(`${path} predates run signatures: its batch size, accumulation and dataset are not checked against this run's`);
   }
   const st = saved.state;
-  loadCheckpointWeights(path, s.pipeline.unet, s.optimizer);
+  loadCheckpointWeights(path, s.unet, s.optimizer);
   s.schedule.loadStateDict(st.scheduler as { name: torch.optim.ScheduleName; lastEpoch: number });
   if (st.scaler && s.scaler) s.scaler.loadStateDict(st.scaler);
   // --hard_skip_resume (train.py) restarts the interrupted epoch's data instead of continuing it
@@ -279,11 +328,11 @@ export async function saveState(s: TrainState, events: TrainEvents, o: { wait?: 
   const step = s.progress.globalStep;
   const t0 = performance.now();
   if (syncCheckpointSaves) {
-    const path = saveCheckpoint(dir, step, s.pipeline.unet, s.optimizer, checkpointState(s), keepLast);
+    const path = saveCheckpoint(dir, step, s.unet, s.optimizer, checkpointState(s), keepLast);
     events.info(`saved ${path} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     return path;
   }
-  const snap = snapshotCheckpoint(step, s.pipeline.unet, s.optimizer, checkpointState(s));
+  const snap = snapshotCheckpoint(step, s.unet, s.optimizer, checkpointState(s));
   const copied = performance.now();
   const write = writeCheckpoint(dir, snap, keepLast).then((path) => {
     events.info(`saved ${path} (training waited ${((copied - t0) / 1000).toFixed(2)} s for the copy; written in ${((performance.now() - copied) / 1000).toFixed(1)} s)`);
@@ -326,7 +375,7 @@ function throwIfSaveFailed(s: TrainState): void {
  */
 export async function saveLastGoodState(s: TrainState, events: TrainEvents): Promise<string> {
   await flushSaves(s);
-  const bad = nonFiniteTensors([...s.pipeline.unet.namedParameters(), ...s.optimizer.stateDict().tensors]);
+  const bad = nonFiniteTensors([...s.unet.namedParameters(), ...s.optimizer.stateDict().tensors]);
   const earlier = checkpointDirs(s.config.output.dir).pop();
   if (bad.length) {
     return `the weights or optimizer state hold NaN or infinite values (${bad.slice(0, 3).join(', ')}${bad.length > 3 ? ', ...' : ''}), so no checkpoint was saved` +
@@ -381,7 +430,8 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
 export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'], events: TrainEvents): Promise<TrainResult> {
   await flushSaves(s);
   if (stoppedBy === 'done') {
-    savePipeline(s.config.output.dir, s.pipeline);
+    if (s.pipeline) savePipeline(s.config.output.dir, s.pipeline);
+    else savePipelineWithUNet(s.config.output.dir, s.paths.modelPath, s.unet, { vaeFolder: s.paths.vaeFolder });
     events.info(`saved the pipeline to ${s.config.output.dir}`);
   }
   if (s.badRows.total) events.info(`unusable rows: ${s.badRows.total} (${s.badRows.describe()}), listed in ${s.badRows.file}`);
@@ -401,7 +451,8 @@ export async function teardown(s: TrainState): Promise<void> {
   s.models.noise.dispose();
   s.models.refUnet?.dispose();
   if (s.placement instanceof OffloadPlacement) s.placement.dispose();
-  disposePipeline(s.pipeline);
+  if (s.pipeline) disposePipeline(s.pipeline);
+  else s.unet.dispose();
 }
 
 /** setup -> fit -> save. */

@@ -1,7 +1,8 @@
 // One Diffusion-DPO (or SFT) forward pass, as train.py's `with accelerator.accumulate(unet)` body
 // computes it, up to the loss (the update function runs backward and the optimizer):
 //   1. preferred / dispreferred images stacked on the batch axis: [w_1..w_B, l_1..l_B]
-//   2. VAE latents (posterior sample) x scaling_factor, frozen, no grad
+//   2. VAE latents (posterior sample) x scaling_factor, frozen, no grad; from a latent cache the
+//      posterior's parameters come with the batch and only the sample is drawn here
 //   3. noise ~ N(0, I) (+ noise offset), timesteps ~ U[0, T) (refiner: t % 200; turbo: 250 (t % 4) + 249),
 //      the same noise and timestep for both images of a pair
 //   4. x_t = add_noise(latents, noise (+ input perturbation), t)
@@ -17,7 +18,7 @@
 // SD vs SDXL conditioning and the timestep mode are settled once, when the step is made
 // (createDiffusionStep), not inside every call.
 import * as torch from '../torch/index.js';
-import { encodeSdxlPrompt, type AddedCond, type AutoencoderKL, type CLIPTextModel, type CLIPTextModelWithProjection, type UNet2DConditionModel } from '../models/index.js';
+import { DiagonalGaussianDistribution, encodeSdxlPrompt, type AddedCond, type AutoencoderKL, type CLIPTextModel, type CLIPTextModelWithProjection, type UNet2DConditionModel } from '../models/index.js';
 import type { NoiseSchedule } from '../schedulers/noise_schedule.js';
 import type { CLIPTokenizer } from '../tokenizers/clip.js';
 import { dpoLoss, sftLoss, type DpoLossOutput } from './dpo_loss.js';
@@ -56,11 +57,24 @@ export interface StepConfig {
   autocast?: torch.AutocastOptions | null;
   /** Where the frozen models live between their calls (default: resident on the device). */
   placement?: FrozenPlacement;
+  /** The VAE's scaling_factor, for a step without a VAE fed cached posterior parameters. */
+  latentScalingFactor?: number;
+  /**
+   * The memory format the VAE gives its posterior parameters (cached ones are stored in logical
+   * order): the noise is drawn in the latents' memory order, as randn_like does in the reference.
+   */
+  latentMomentsFormat?: { single: torch.MemoryFormat; batched: torch.MemoryFormat };
 }
 
 export interface StepBatch {
   /** [B, 6, H, W] (DPO) or [B, 3, H, W] (SFT) in [-1, 1]. */
-  pixelValues: torch.Tensor;
+  pixelValues?: torch.Tensor;
+  /**
+   * Instead of pixels (a latent cache): the VAE posterior's parameters of each image, [B, 2 x 2C, h, w]
+   * (DPO, preferred then dispreferred on the channel axis, as the pixels) or [B, 2C, h, w] (SFT), in
+   * the weight dtype. The step draws the latent sample from them as it would from the VAE's output.
+   */
+  latentMoments?: torch.Tensor;
   /** SD: [B, 77] token ids. */
   inputIds?: torch.Tensor;
   /**
@@ -113,7 +127,7 @@ function sdxlConditioner(m: DiffusionModels, cfg: StepConfig, placement: FrozenP
   const res = cfg.resolution;
   const ids = cfg.timestepMode === 'refiner' ? [res, res, 0, 0, 6.0] : [res, res, 0, 0, res, res];
   return (batch, device) => {
-    const addTimeIds = () => torch.tensor(ids, { dtype: cfg.weightDtype, device }).unsqueeze(0).repeat(batch.pixelValues.shape[0]!, 1);
+    const addTimeIds = () => torch.tensor(ids, { dtype: cfg.weightDtype, device }).unsqueeze(0).repeat((batch.pixelValues ?? batch.latentMoments)!.shape[0]!, 1);
     if (batch.encoderHiddenStates && batch.pooledPromptEmbeds) {
       return { encoderHiddenStates: batch.encoderHiddenStates.to({ device }), pooledPromptEmbeds: batch.pooledPromptEmbeds.to({ device }), addTimeIds: addTimeIds() };
     }
@@ -149,14 +163,25 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
   const vae = m.vae;
   const device = m.unet.parameters()[0]!.device;
 
-  return (batch) => torch.tidy(() => {
-    // 1. preferred and dispreferred on the batch axis
-    const pixels = batch.pixelValues.to({ device });
-    const feed = pairs ? torch.cat(pixels.chunk(2, 1), 0) : pixels;
+  // preferred and dispreferred on the batch axis
+  const onBatchAxis = (t: torch.Tensor) => (pairs ? torch.cat(t.chunk(2, 1), 0) : t);
 
-    // 2. latents
-    if (!vae) throw new Error('this step has no VAE: feed it latents');
-    const latents = placement.run(vae, (dev) => torch.noGrad(() => vae.encode(feed.to({ dtype: cfg.weightDtype, device: dev })).sample().mul(vae.config.scalingFactor))).to({ device });
+  return (batch) => torch.tidy(() => {
+    // 1-2. latents: drawn from the VAE's posterior of the pixels, or of cached posterior parameters
+    let latents: torch.Tensor;
+    if (batch.latentMoments) {
+      const scale = vae?.config.scalingFactor ?? cfg.latentScalingFactor;
+      if (scale === undefined) throw new Error('cached latents need the VAE\'s scaling factor (StepConfig.latentScalingFactor)');
+      let moments = onBatchAxis(batch.latentMoments.to({ device }));
+      const format = cfg.latentMomentsFormat?.[moments.shape[0] === 1 ? 'single' : 'batched'];
+      if (format) moments = moments.contiguous(format);
+      latents = new DiagonalGaussianDistribution(moments).sample().mul(scale);
+    } else {
+      if (!batch.pixelValues) throw new Error('a step needs pixelValues or latentMoments');
+      if (!vae) throw new Error('this step has no VAE: feed it latentMoments');
+      const feed = onBatchAxis(batch.pixelValues.to({ device }));
+      latents = placement.run(vae, (dev) => torch.noGrad(() => vae.encode(feed.to({ dtype: cfg.weightDtype, device: dev })).sample().mul(vae.config.scalingFactor))).to({ device });
+    }
 
     // 3. noise and timesteps, drawn in the reference's order
     let noise = torch.randnLike(latents);
