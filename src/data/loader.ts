@@ -16,7 +16,7 @@ import type { HostTensor } from '../torch/io/safetensors.js';
 import type { PreferenceDataset } from './dataset.js';
 import type { BadReason, BadRow } from './record.js';
 import { hash32, shuffled } from './rng.js';
-import { ImageSamples, type EncodedSample, type PreparedSample, type SampleSource } from './samples.js';
+import { ImageSamples, type EncodedSample, type PreparedSample, type SampleOutcome, type SampleSource } from './samples.js';
 import { TransformPool } from './transform_pool.js';
 
 export interface LoaderOptions {
@@ -150,14 +150,13 @@ export class PairLoader {
     return this.#sequence!;
   }
 
-  #bad(reason: BadReason, row: number, detail?: string): null {
+  #bad(reason: BadReason, row: number, detail?: string): void {
     this.badRows[reason] = (this.badRows[reason] ?? 0) + 1;
     this.#o.onBadRow?.({ row, reason, ...(detail ? { detail } : {}) });
-    return null;
   }
 
   /** Rows in flight, in sequence order, starting at sequence position #windowStart. */
-  #window: Promise<PreparedSample | null>[] = [];
+  #window: { row: number; sample: Promise<SampleOutcome> }[] = [];
   #windowStart = 0;
   #windowEpoch = -1;
 
@@ -169,7 +168,9 @@ export class PairLoader {
     const seq = this.sequence(epoch);
     while (this.#window.length < this.#windowSize() && this.#windowStart + this.#window.length < seq.length) {
       const row = seq[this.#windowStart + this.#window.length]!;
-      this.#window.push(this.#samples.prepare(row, epoch).then((p) => ('bad' in p ? this.#bad(p.bad, row, p.detail) : p)));
+      const sample = this.#samples.prepare(row, epoch);
+      sample.catch(() => undefined); // awaited in order by next(); an early rejection is not unhandled meanwhile
+      this.#window.push({ row, sample });
     }
   }
 
@@ -193,8 +194,11 @@ export class PairLoader {
       if (!head) break;
       this.#windowStart++;
       this.rowsSeen++;
-      const p = await head;
-      if (p) items.push(p);
+      // a bad row counts when the sequence reaches it, not when its prefetch resolves: the counts
+      // at each step do not depend on timing
+      const p = await head.sample;
+      if ('bad' in p) this.#bad(p.bad, head.row, p.detail);
+      else items.push(p);
     }
     if (items.length < b) {
       this.#state = { epoch: epoch + 1, cursor: 0, step: 0 };
@@ -216,7 +220,7 @@ export class PairLoader {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled(this.#window);
+    await Promise.allSettled(this.#window.map((w) => w.sample));
     this.#window = [];
     await this.#pool.close();
   }

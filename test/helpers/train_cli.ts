@@ -14,7 +14,7 @@ export interface CliRun {
   out: string;
 }
 
-function runCli(argv: string[], o: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliRun> {
+export function runCli(argv: string[], o: { cwd?: string; env?: Record<string, string> } = {}): Promise<CliRun> {
   return new Promise((resolve) => {
     const p = spawn(process.execPath, [bin, ...argv], { cwd: o.cwd, env: { ...process.env, DPO_NUM_THREADS: '1', ...o.env } });
     let err = '';

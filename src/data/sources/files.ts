@@ -18,7 +18,7 @@ export class DataFileError extends UserError {
 }
 
 interface FileRow {
-  caption: string | null;
+  caption: string | string[] | null;
   image0: string | null;
   image1: string | null;
   label0: number | null;
@@ -66,8 +66,10 @@ export interface TableColumns {
 
 const DEFAULT_TABLE_COLUMNS: TableColumns = { caption: 'caption', image: 'image' };
 
-function captionOf(v: unknown): string | null {
-  return typeof v === 'string' ? v : null;
+/** A caption, or a list of them (one is chosen per sample, as diffusers' text-to-image scripts do); anything else is none. */
+function captionOf(v: unknown): string | string[] | null {
+  if (typeof v === 'string') return v;
+  return Array.isArray(v) && v.length > 0 && v.every((c) => typeof c === 'string') ? (v as string[]) : null;
 }
 
 function toRow(o: Record<string, unknown>, base: string, cols: TableColumns, pairs: boolean): FileRow {
