@@ -7,7 +7,9 @@
 //      fp16 with the grad scaler: pairs/s and peak device memory
 //   b  an SDXL DPO step at 1024 px with gradient checkpointing and Adafactor
 //   c  sampling at 512 px, 25 steps, guidance 7.5: s/image
-//   d  NCCL scaling: needs multi-process training, which this build does not have yet
+//   d  data-parallel scaling (bench/ddp.ts): 1 process against one per GPU over NCCL (the full-size
+//      SD1.5 UNet at a 32x32 latent, 2 pairs per process), ours and PyTorch's DDP; with --cpu the
+//      mid-size UNet on 1 and 2 processes over Gloo
 //   e  the performance levers, ours only, against our own baseline: channels-last weights, each
 //      SDPA kernel alone (flash, memory-efficient, math, cuDNN), and TF32 for float32
 //   f  the data pipeline feeding the DPO step, ours only: 768x640 JPEG pairs from a parquet shard
@@ -349,6 +351,21 @@ function leverStage(s: Stage, deadline: number): Row[] {
   return rows;
 }
 
+/** Stage d: bench/ddp.ts in child processes (it starts its own ranks); its table's rows. */
+function ddpStage(rows: Row[]): string[] {
+  const gpus = device === 'cuda' ? torch.cuda.deviceCount() : 2;
+  if (gpus < 2) return [`data-parallel scaling: not measured, this machine has ${gpus} GPU (NCCL needs one GPU per process)`];
+  if (!torch.distributed.availableBackends()[device === 'cuda' ? 'nccl' : 'gloo']) return ['data-parallel scaling: not measured, this build of the addon has no ' + (device === 'cuda' ? 'NCCL' : 'Gloo') + ' (see docs/distributed.md)'];
+  const args = [join(root, 'dist', 'bench', 'ddp.js'), '--case', o.cpu ? 'mid' : 'sd15', '--device', device, '--procs', `1,${gpus}`, '--updates', o.cpu ? '2' : '6', '--rounds', '1'];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: o.budget * 2000, env: process.env });
+  if (r.status !== 0) return [`data-parallel scaling failed: ${(r.stderr || r.stdout || String(r.error)).trim().split('\n').slice(-3).join(' | ')}`];
+  for (const line of r.stdout.split('\n').filter((l) => /^\| \d/.test(l))) {
+    const [procs, ours, comm, eff, ddp, ddpEff] = line.split('|').slice(1, 7).map((c) => c.trim());
+    rows.push({ processes: Number(procs), ours_update_s: Number(ours), ours_comm_share: comm!, ours_efficiency: eff!, ddp_update_s: ddp === '-' ? null : Number(ddp), ddp_efficiency: ddpEff! });
+  }
+  return [r.stdout.split('\n')[0]!];
+}
+
 function buildVAEScale(model: string): number {
   const vc = cfg.models[model] ? cfg.models[model]!.vae : readConfig(join(fixtures, model, 'vae'));
   return (vc.block_out_channels as number[]).length;
@@ -369,7 +386,7 @@ for (const name of o.stages.split(',')) {
   const entry = { rows: [] as Row[], notes: [] as string[] };
   results.stages[name] = entry;
   if (name === 'd') {
-    entry.notes.push('NCCL scaling: not measured, multi-process training is not in this build yet (WORLD_SIZE > 1 is refused)');
+    entry.notes.push(...ddpStage(entry.rows));
     save();
     continue;
   }

@@ -7,10 +7,12 @@
 //
 // A CUDA libtorch (lib/libtorch_cuda.so) is linked by paths (find-libtorch.js linkByPaths; pytorch#133293).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findLibtorch, linkByPaths } from './find-libtorch.js';
+import { glooHeaders } from './gloo-headers.js';
+import { cudaHeaders } from './cuda-headers.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outIndex = process.argv.indexOf('--out');
@@ -27,13 +29,20 @@ function newestSource() {
 
 const torch = findLibtorch();
 const pathsMode = linkByPaths(torch);
-const stamp = JSON.stringify({ dir: torch.dir, version: torch.version, pathsMode });
+// c10d (multi-process training): gloo's headers, and for NCCL the CUDA runtime's and NCCL's
+const gloo = await glooHeaders(join(torch.dir, 'include'));
+const nccl = gloo.include && torch.cuda ? cudaHeaders(torch.dir) : { include: null, reason: torch.cuda ? 'no gloo headers' : 'a CPU libtorch' };
+const stamp = JSON.stringify({ dir: torch.dir, version: torch.version, pathsMode, gloo: gloo.include, nccl: nccl.include });
 const force = process.argv.includes('--force');
 if (!force && existsSync(addon) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp &&
     statSync(addon).mtimeMs > newestSource()) {
   process.exit(0);
 }
 
+// cmake-js compile only configures a build folder that has no cache: when what it was configured
+// with changed (another libtorch, headers found since), configure afresh
+const cache = join(buildDir, 'CMakeCache.txt');
+if (existsSync(cache) && (!existsSync(stampFile) || readFileSync(stampFile, 'utf8') !== stamp)) rmSync(cache);
 console.error(`[build-native] building the addon against libtorch ${torch.version}${torch.cuda ? ' (CUDA)' : ''} (${torch.dir})` +
   `${pathsMode ? ', linked by paths' : ''}${outIndex > 0 ? ` into ${buildDir}` : ''}`);
 const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
@@ -42,6 +51,10 @@ const defines = [
   `--CDDPO_CXX11_ABI=${torch.cxx11Abi ? 1 : 0}`,
 ];
 if (pathsMode) defines.push('--CDDPO_TORCH_PATHS_MODE=ON', `--CDDPO_TORCH_DIR=${torch.dir}`);
+if (gloo.include) defines.push(`--CDDPO_GLOO_INCLUDE=${gloo.include}`);
+if (nccl.include) defines.push(`--CDDPO_NCCL_INCLUDES=${nccl.include.join(';')}`);
+console.error(`[build-native] multi-process training: ${gloo.include ? `Gloo (headers from ${gloo.reason})` : `none (${gloo.reason})`}` +
+  `${torch.cuda ? `; NCCL: ${nccl.include ? 'yes' : `no (${nccl.reason})`}` : ''}`);
 const jobs = process.env.DPO_BUILD_JOBS ?? '2';
 const result = spawnSync(process.execPath, [cmakeJs, 'compile', '-d', 'native', '-O', buildDir, '--parallel', jobs, ...defines], {
   cwd: root,

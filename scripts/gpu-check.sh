@@ -42,6 +42,7 @@ if [ "$mode" = gpu ]; then
   [ -d node_modules ] || tar -xJf .device/node_modules.tar.xz
   [ -d dist ] || tar -xJf .device/dist.tar.xz
   mkdir -p .device/fixtures && tar -xJf .device/fixtures.tar.xz -C .device/fixtures
+  if [ -f .device/gloo.tar.xz ]; then mkdir -p native/deps && tar -xJf .device/gloo.tar.xz -C native/deps; fi
   export FIXTURES_DIR="$PWD/.device/fixtures"
   if [ -f .device/pyref.tar.xz ]; then
     mkdir -p .device/pyref && tar -xJf .device/pyref.tar.xz -C .device/pyref

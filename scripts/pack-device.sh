@@ -6,6 +6,7 @@
 #   .device/node_modules.tar.xz the npm dependencies the build, the tests and the benchmarks use
 #   .device/dist.tar.xz         the compiled TypeScript
 #   .device/fixtures.tar.xz     the tiny fixture pipelines the device tests use
+#   .device/gloo.tar.xz         gloo's headers (native/deps/gloo, fetched by the build here) for c10d
 #   .device/pyref.tar.xz        diffusers 0.20 and huggingface_hub 0.16.4 sources for the reference side
 #                               (from DPO_DIFFUSERS_PYTHONPATH; docs/benchmarks.md says how to make it)
 # Run from the project root after `npm run setup`; the total must stay under the tool's 64 MiB.
@@ -21,6 +22,8 @@ tar -cJf .device/node_modules.tar.xz --exclude='node_modules/typescript' --exclu
 tar -cJf .device/dist.tar.xz dist
 # the device tests use the tiny UNets; the GPU benchmark builds full-size models from bench/gpu_config.json
 tar -cJf .device/fixtures.tar.xz -C "$shared/fixtures" tiny-sd/unet tiny-sdxl/unet
+# the GPU machine cannot fetch gloo's headers: multi-process training (stage d) needs them
+if [ -d native/deps/gloo ]; then tar -cJf .device/gloo.tar.xz -C native/deps gloo; else rm -f .device/gloo.tar.xz; fi
 if [ -n "${DPO_DIFFUSERS_PYTHONPATH:-}" ]; then
   tar -cJf .device/pyref.tar.xz --exclude='__pycache__' -C "$DPO_DIFFUSERS_PYTHONPATH" diffusers huggingface_hub
 else

@@ -85,6 +85,9 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   sdpa_backend: { args: ['--sdpa_backend', 'math'] },
   exclude_rows: { args: ['--exclude_rows', 'bad.txt'] },
   latent_cache: { args: ['--latent_cache', 'cache'] },
+  ddp_bucket_mb: { args: ['--ddp_bucket_mb', '50'] },
+  ddp_timeout: { args: ['--ddp_timeout', '60'] },
+  sample_seeds: { args: ['--sample_seeds'] },
 };
 
 function diff(a: unknown, b: unknown, path = ''): string[] {
@@ -141,7 +144,13 @@ describe('decisions settled before the loop', () => {
     assert.throws(() => resolve(['--device', 'cuda']), /CUDA is not available/);
     assert.throws(() => resolve(['--local_rank', '1']), /selects a CUDA device, but CUDA is not available/);
     assert.throws(() => resolve(['--device', 'cuda:2'], TWO_GPUS), /CUDA device 2 does not exist \(2 visible\)/);
-    assert.throws(() => resolve([], { env: { WORLD_SIZE: '2' }, cudaDevices: 0 }), /WORLD_SIZE > 1/);
+    assert.throws(() => resolve([], { env: { WORLD_SIZE: '2' }, cudaDevices: 0 }), /RANK must be an integer/);
+    // several processes: each takes its local rank's GPU, or the CPU (Gloo) when there is none
+    const torchrun = (rank: number) => ({ RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1' });
+    assert.equal(resolve([], { env: torchrun(1), cudaDevices: 2 }).device, 'cuda:1');
+    const cpuRank = resolve([], { env: torchrun(1), cudaDevices: 0 });
+    assert.deepEqual([cpuRank.device, cpuRank.batch.rank, cpuRank.batch.worldSize], ['cpu', 1, 2]);
+    assert.throws(() => resolve([], { env: torchrun(1), cudaDevices: 1 }), /CUDA device 1 does not exist/);
   });
 
   test('mixed precision: the fp16 default becomes float32 on a CPU, with a note; fp16 asked for on a CPU is refused', () => {

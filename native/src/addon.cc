@@ -12,6 +12,7 @@ napi_value init(napi_env env, napi_value exports) {
   exports_runtime(all);
   exports_io(all);
   exports_image(all);
+  exports_dist(all);
   std::vector<napi_property_descriptor> props;
   for (const auto& [name, fn] : all)
     props.push_back({name, nullptr, fn, nullptr, nullptr, nullptr, napi_enumerable, nullptr});

@@ -98,5 +98,6 @@ void exports_autograd(std::vector<Export>& out);
 void exports_runtime(std::vector<Export>& out);
 void exports_io(std::vector<Export>& out);
 void exports_image(std::vector<Export>& out);
+void exports_dist(std::vector<Export>& out);
 
 }  // namespace dpo

@@ -6,6 +6,7 @@ import { demoCommand, trainCommand } from './train.js';
 import { inspectCommand } from './inspect.js';
 import { sampleCommand } from './sample.js';
 import { compareCommand } from './compare.js';
+import { launchCommand } from './launch.js';
 import { isSystemError, messageWithCauses, stackWithCauses, UserError } from '../util/errors.js';
 import { didYouMean, FlagError } from '../util/flags.js';
 import { CliError } from './errors.js';
@@ -17,6 +18,7 @@ export interface Command {
 
 const COMMANDS: Record<string, Command> = {
   train: trainCommand,
+  launch: launchCommand,
   demo: demoCommand,
   data: dataCommand,
   cache: cacheCommand,

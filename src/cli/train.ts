@@ -11,7 +11,9 @@ import type { Command } from './main.js';
 import { gracefulStop } from './signals.js';
 import { progressLine } from './progress.js';
 
-function consoleEvents(): TrainEvents {
+function consoleEvents(rank: number): TrainEvents {
+  // with several processes rank 0 speaks for the job; the others print only warnings (errors end the process)
+  if (rank > 0) return { info: (m) => { if (m.startsWith('WARNING')) console.error(`[train rank ${rank}] ${m}`); }, update: () => undefined };
   const progress = progressLine('step', { every: 10 });
   return {
     info: (m) => console.error(`[train] ${m}`),
@@ -31,9 +33,9 @@ async function runTraining(argv: string[]): Promise<number> {
   }
   const stop = gracefulStop('saving a checkpoint at the end of this update', (m) => console.error(`\n[train] ${m}`));
   try {
-    const r = await train(config, consoleEvents(), { signal: stop.signal });
+    const r = await train(config, consoleEvents(config.batch.rank), { signal: stop.signal });
     const last = r.history[r.history.length - 1];
-    console.log(JSON.stringify({ output_dir: r.outputDir, steps: r.globalStep, stopped_by: r.stoppedBy, last }, null, 2));
+    if (config.batch.rank === 0) console.log(JSON.stringify({ output_dir: r.outputDir, steps: r.globalStep, stopped_by: r.stoppedBy, last }, null, 2));
     return r.stoppedBy === 'signal' ? (stop.exitCode ?? 130) : 0;
   } finally {
     stop.dispose();

@@ -219,6 +219,15 @@ export class PairLoader {
     return batch;
   }
 
+  /**
+   * Ends the current epoch here (the state moves to the next epoch's start), as next() does when
+   * the rows run out: multi-process training ends every rank's epoch when one rank's ends.
+   */
+  endEpoch(): void {
+    this.#state = { epoch: this.#state.epoch + 1, cursor: 0, step: 0 };
+    this.#window = [];
+  }
+
   async close(): Promise<void> {
     await Promise.allSettled(this.#window.map((w) => w.sample));
     this.#window = [];

@@ -9,6 +9,7 @@ export { tidy, keep, moveToOuterScope, scope, memory, type MemoryInfo } from './
 export * from './autograd.js';
 export { checkpoint, pendingCheckpoints, discardCheckpoints, type CheckpointOptions } from './activation_checkpoint.js';
 export { Generator, defaultGenerator, manualSeed } from './random.js';
+export * as distributed from './distributed.js';
 export * from './runtime.js';
 export * as F from './functional.js';
 export * as nn from './nn/index.js';

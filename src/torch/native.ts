@@ -10,6 +10,11 @@ export type Handle = number;
 export type Mapping = { readonly __mapping: unique symbol };
 /** A native at::Generator (opaque). */
 export type NativeGenerator = { readonly __generator: unique symbol };
+/** c10d objects (opaque): a TCPStore, a process group, a pending collective. */
+export type NativeStore = { readonly __store: unique symbol };
+export type NativeGroup = { readonly __group: unique symbol };
+export type NativeWork = { readonly __work: unique symbol };
+export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 
 export interface BuildInfo {
   torchVersion: string;
@@ -95,6 +100,20 @@ export interface Binding {
   mmapOpen(path: string): [Mapping, number];
   mmapTensor(m: Mapping, byteOffset: number, dtype: number, shape: readonly number[], copy?: boolean): Handle;
   writeTensors(path: string, header: Buffer | null, tensors: Handle[]): number;
+  // c10d (native/src/dist.cc)
+  distBackends(): { gloo: boolean; nccl: boolean };
+  distStore(host: string, port: number, isServer: boolean, worldSize: number, timeoutMs: number): Promise<NativeStore>;
+  distStoreSet(store: NativeStore, key: string, value: string): void;
+  distStoreAdd(store: NativeStore, key: string, n: number): number;
+  distStoreGet(store: NativeStore, key: string): Promise<string>;
+  distGroup(store: NativeStore, backend: 'gloo' | 'nccl', rank: number, size: number, timeoutMs: number, prefix: string, deviceIndex: number | null): Promise<NativeGroup>;
+  distGroupDestroy(group: NativeGroup): void;
+  distAllReduce(group: NativeGroup, tensor: Handle, op: ReduceOp): NativeWork;
+  distBroadcast(group: NativeGroup, tensor: Handle, root: number): NativeWork;
+  distAllGather(group: NativeGroup, outputs: Handle[], input: Handle): NativeWork;
+  distReduceScatter(group: NativeGroup, output: Handle, inputs: Handle[], op: ReduceOp): NativeWork;
+  distBarrier(group: NativeGroup): NativeWork;
+  distWait(works: NativeWork[], timeoutMs: number): Promise<void>;
   // images
   pilResize(pixels: Uint8Array, width: number, height: number, channels: number, outWidth: number, outHeight: number, filter: number): Uint8Array;
 }

@@ -1,7 +1,8 @@
 // The flags of the reference train.py, each under its own name (`--beta_dpo` and `--beta-dpo` both
 // work), with the reference's defaults and a help text written once here; plus our own few
 // (`--config`, `--checkpoints_total_limit`, `--sync_checkpoint_saves`, `--timestep_mode`, `--offload_frozen`, `--device`,
-// `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`, `--latent_cache`).
+// `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`, `--latent_cache`,
+// `--ddp_bucket_mb`, `--ddp_timeout`, `--sample_seeds`).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
@@ -62,6 +63,9 @@ export const FLAGS = {
   sft: { type: 'boolean', default: false, help: 'Supervised fine-tuning on the preferred images instead of DPO.' },
   beta_dpo: { type: 'float', default: 5000, min: 0, help: 'DPO temperature beta.' },
   timestep_mode: { type: 'string', default: null, help: 'default, refiner (t % 200) or turbo (250 (t % 4) + 249 with a zero-terminal-SNR schedule). Unset: guessed from the model name as train.py does, and said at start.', choices: ['default', 'refiner', 'turbo'] },
+  ddp_bucket_mb: { type: 'float', default: 25, min: 0.001, help: 'Multi-process runs: gradients are averaged in buckets of about this many MB (DDP\'s bucket_cap_mb).' },
+  ddp_timeout: { type: 'int', default: 1800, min: 1, help: 'Multi-process runs: seconds a rank waits for the others (rendezvous, each collective) before the job fails, naming the rank.' },
+  sample_seeds: { type: 'boolean', default: false, help: 'Draw each pair\'s latent sample, noise and timestep from its own generator, seeded by (seed, epoch, row), instead of the default generator over the whole batch: the run then does not depend on how batches are split across processes or accumulation steps (2 processes x batch b equal 1 x 2b). Default: train.py\'s draws.' },
   offload_frozen: { type: 'boolean', default: false, help: 'Keep the VAE, text encoders and reference UNet in host memory and move each to the device only for its call (train.py\'s SDXL behaviour); default: resident on the device.' },
   device: { type: 'string', default: 'auto', help: DEVICE_FLAG_HELP },
   deterministic: { type: 'boolean', default: false, help: 'Deterministic kernels where libtorch has them (torch.use_deterministic_algorithms with warn_only, cuDNN deterministic, the cuBLAS workspace setting): closer to repeatable runs on a GPU, somewhat slower; ops without a deterministic CUDA kernel warn. Without it cuDNN benchmarks its convolution algorithms on CUDA.' },

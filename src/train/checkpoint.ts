@@ -50,6 +50,14 @@ export interface TrainerState {
   run: RunSignature;
   /** JSON-able running metrics (the report's history) */
   history: Record<string, number>[];
+  /** Multi-process runs: each rank's data position and generators, by rank (loader and generators above are rank 0's). */
+  ranks?: RankState[];
+}
+
+/** What differs between the processes of a multi-process run. */
+export interface RankState {
+  loader: LoaderState;
+  generators: GeneratorState[];
 }
 
 /** Version 1 (before the run signature and CUDA generators). */

@@ -8,6 +8,7 @@ import * as torch from '../torch/index.js';
 import { ArgsError, type ParsedTrainArgs } from './args.js';
 import { resolveDeviceFlag } from '../util/device_flag.js';
 import type { TimestepMode } from './step.js';
+import { processLayout, type ProcessLayout } from './data_parallel.js';
 
 export interface AdamWConfig {
   kind: 'adamw';
@@ -56,6 +57,8 @@ export interface TrainConfig {
     betaDpo: number;
     noiseOffset: number;
     inputPerturbation: number;
+    /** Per-pair generators (--sample_seeds) instead of the default generator's batch draws. */
+    sampleSeeds: boolean;
   };
   batch: {
     /** Pairs (DPO) or images (SFT) per process and micro-step. */
@@ -64,6 +67,8 @@ export interface TrainConfig {
     worldSize: number;
     rank: number;
   };
+  /** Where this process sits (one process unless WORLD_SIZE or SLURM_NTASKS > 1) and the c10d settings of multi-process runs. */
+  distributed: { layout: ProcessLayout; timeoutMs: number; bucketBytes: number };
   schedule: {
     /** null: num_train_epochs epochs of updates. */
     maxTrainSteps: number | null;
@@ -130,12 +135,20 @@ export function guessTimestepMode(modelName: string): TimestepMode {
 
 export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment = hostEnvironment()): TrainConfig {
   const notes: string[] = [];
-  const worldSize = Number(host.env.WORLD_SIZE ?? 1);
-  if (!(Number.isInteger(worldSize) && worldSize >= 1)) throw new ArgsError(`WORLD_SIZE must be a positive integer, got '${host.env.WORLD_SIZE}'`);
-  if (worldSize > 1) throw new ArgsError('multi-process training (WORLD_SIZE > 1) is not supported yet: run one process');
-  // train.py: LOCAL_RANK from the environment wins over --local_rank
+  let layout: ProcessLayout;
+  try {
+    layout = processLayout(host.env);
+  } catch (e) {
+    throw new ArgsError((e as Error).message);
+  }
+  const worldSize = layout.worldSize;
+  for (const f of ['ddp_bucket_mb', 'ddp_timeout'] as const) if (worldSize === 1 && a.given.has(f)) notes.push(`--${f} has no effect in a single-process run`);
+  // train.py: LOCAL_RANK from the environment wins over --local_rank. Several processes on the CPU
+  // (Gloo) have local ranks but no CUDA device to pick
   const envLocalRank = Number(host.env.LOCAL_RANK ?? -1);
-  const localRank = envLocalRank !== -1 && Number.isInteger(envLocalRank) ? envLocalRank : a.local_rank;
+  const localRank = worldSize > 1
+    ? (host.cudaDevices > 0 && a.device !== 'cpu' ? layout.localRank : -1)
+    : envLocalRank !== -1 && Number.isInteger(envLocalRank) ? envLocalRank : a.local_rank;
   const device = resolveDeviceFlag(a.device, localRank, host.cudaDevices);
   const onCuda = torch.deviceType(device) === 'cuda';
   if (a.device === 'auto' && !onCuda && host.cudaMissing) notes.push(`WARNING: training on the CPU: ${host.cudaMissing}; diffusion-dpo doctor says more`);
@@ -184,8 +197,9 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       randomCrop: a.random_crop, hflip: !a.no_hflip, proportionEmptyPrompts: a.proportion_empty_prompts, numWorkers: a.dataloader_num_workers,
       excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction, latentCache: a.latent_cache,
     },
-    objective: { method, betaDpo: a.beta_dpo, noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation },
-    batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: 0 },
+    objective: { method, betaDpo: a.beta_dpo, noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation, sampleSeeds: a.sample_seeds },
+    batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: layout.rank },
+    distributed: { layout, timeoutMs: a.ddp_timeout * 1000, bucketBytes: Math.round(a.ddp_bucket_mb * 2 ** 20) },
     schedule: {
       maxTrainSteps: epochsDecide ? null : a.max_train_steps, numTrainEpochs: a.num_train_epochs, learningRate,
       lrScheduler: a.lr_scheduler as torch.optim.ScheduleName, warmupSteps: a.lr_warmup_steps,

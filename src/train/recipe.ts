@@ -19,8 +19,9 @@ import { loadNoiseScheduleConfig, NoiseSchedule } from '../schedulers/noise_sche
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import {
   checkpointDirs, generatorStates, loadCheckpointWeights, nonFiniteTensors, readTrainerState, saveCheckpoint, setGeneratorStates, signatureChanges,
-  snapshotCheckpoint, writeCheckpoint, type RunSignature, type TrainerState,
+  snapshotCheckpoint, writeCheckpoint, type RankState, type RunSignature, type TrainerState,
 } from './checkpoint.js';
+import { DataParallel } from './data_parallel.js';
 import { BadDataError, BadRowLog } from './bad_rows.js';
 import type { TrainConfig } from './config.js';
 import { MetricsLog } from './metrics.js';
@@ -63,14 +64,17 @@ export interface TrainState {
   readonly scaler: torch.GradScaler | null;
   readonly dataset: PreferenceDataset;
   readonly loader: PairLoader;
-  readonly metrics: MetricsLog;
+  /** The run's logs and report: rank 0's alone. */
+  readonly metrics: MetricsLog | null;
+  /** Multi-process training (WORLD_SIZE > 1); null for one process. */
+  readonly dp: DataParallel | null;
   readonly monitor: ResourceMonitor;
   readonly badRows: BadRowLog;
   readonly signature: RunSignature;
   readonly plan: { maxSteps: number; maxEpochs: number; updatesPerEpoch: number };
   progress: { globalStep: number; history: Record<string, number>[] };
   /** The checkpoint being written in the background (one at a time), and a write that failed. */
-  saves: { pending: Promise<string> | null; failed: Error | null };
+  saves: { pending: Promise<string> | null; failed: Error | null; count: number };
 }
 
 function mb(n: number): string {
@@ -230,16 +234,51 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   const sdpa = config.precision.sdpaBackend;
   if (sdpa !== 'auto') torch.sdpBackends(Object.fromEntries(torch.SDP_BACKENDS.map((b) => [b, b === sdpa])));
   const paths = await resolveAndCheckModels(config);
+  const dp = await startDataParallel(config, events);
+  try {
+    return await buildState(config, paths, dp, monitor, events);
+  } catch (e) {
+    dp?.destroy();
+    throw e;
+  }
+}
+
+async function startDataParallel(config: TrainConfig, events: TrainEvents): Promise<DataParallel | null> {
+  const { layout, timeoutMs, bucketBytes } = config.distributed;
+  if (layout.worldSize === 1) return null;
+  const t0 = performance.now();
+  const dp = await DataParallel.start(layout, config.device, { timeoutMs, bucketBytes });
+  events.info(`processes: ${layout.worldSize} (${layout.source === 'slurm' ? 'SLURM' : 'torchrun variables'}; rank ${layout.rank}, local rank ${layout.localRank}), ` +
+    `rendezvous at ${layout.masterAddr}:${layout.masterPort} in ${((performance.now() - t0) / 1000).toFixed(1)} s; gradients over ${dp.grads.backend}, ` +
+    `buckets of ${(bucketBytes / 2 ** 20).toFixed(0)} MB; timeout ${timeoutMs / 1000} s`);
+  return dp;
+}
+
+/** The checkpoint to resume from, as rank 0 sees it: every rank must find the same one. */
+async function agreedResume(config: TrainConfig, dp: DataParallel | null): Promise<string | null> {
+  if (!dp) return findResume(config);
+  const path = (await dp.shareFromRankZero('resume', dp.rank === 0 ? findResume(config) ?? '' : null)) || null;
+  if (path && !existsSync(join(path, 'trainer_state.json'))) {
+    throw new UserError(`rank ${dp.rank}: rank 0 resumes from ${path}, which this process cannot read: a multi-node run needs --output_dir on a filesystem every node shares`);
+  }
+  return path;
+}
+
+async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParallel | null, monitor: ResourceMonitor, events: TrainEvents): Promise<TrainState> {
+  const { device } = config;
+  const rank = config.batch.rank;
   mkdirSync(config.output.dir, { recursive: true });
 
-  // the checkpoint's seed continues a run started without --seed
-  const resumePath = findResume(config);
+  // the checkpoint's seed continues a run started without --seed; every rank takes rank 0's
+  const resumePath = await agreedResume(config, dp);
   const saved = resumePath ? readTrainerState(resumePath) : null;
-  const seed = config.seed ?? saved?.signature?.seed ?? Math.floor(Math.random() * 2 ** 31);
-  torch.manualSeed(seed + config.batch.rank); // train.py: set_seed(seed + process index)
+  let seed = config.seed ?? saved?.signature?.seed ?? Math.floor(Math.random() * 2 ** 31);
+  if (dp) seed = Number(await dp.shareFromRankZero('seed', String(seed)));
+  torch.manualSeed(seed + rank); // train.py: set_seed(seed + process index)
 
   const { unet, pipeline, models, placement } = await loadModels(config, paths, events);
-  const badRowsFile = join(config.output.dir, 'bad_rows.jsonl');
+  // each process lists the bad rows of its own shard
+  const badRowsFile = join(config.output.dir, rank === 0 ? 'bad_rows.jsonl' : `bad_rows.rank-${rank}.jsonl`);
   if (!resumePath) rmSync(badRowsFile, { force: true });
   const badRows = new BadRowLog(badRowsFile, config.data.maxBadFraction);
   const { dataset, loader, sourcePath, cache } = await loadData(config, paths, models, seed, badRows, resumePath !== null, events);
@@ -275,11 +314,14 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   });
   const state: TrainState = {
     config, paths, unet, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
-    metrics: new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')),
+    metrics: rank === 0 ? new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')) : null,
+    dp,
     progress: { globalStep: 0, history: [] },
-    saves: { pending: null, failed: null },
+    saves: { pending: null, failed: null, count: 0 },
   };
   if (resumePath && saved) restore(state, resumePath, saved, events);
+  // every process starts from rank 0's weights (DDP's constructor broadcasts them)
+  if (dp) await dp.broadcastFromRankZero(params);
   const mem = monitor.deviceMemoryMb();
   events.info(`memory after setup: host RSS ${mb(process.memoryUsage().rss / 2 ** 20)}` +
     (mem ? `; ${device} ${mb(mem.allocated)} allocated, ${mb(mem.reserved)} reserved` : ''));
@@ -301,18 +343,26 @@ function restore(s: TrainState, path: string, saved: ReturnType<typeof readTrain
   s.schedule.loadStateDict(st.scheduler as { name: torch.optim.ScheduleName; lastEpoch: number });
   if (st.scaler && s.scaler) s.scaler.loadStateDict(st.scaler);
   // --hard_skip_resume (train.py) restarts the interrupted epoch's data instead of continuing it
-  s.loader.setState(s.config.output.hardSkipResume ? { epoch: st.loader.epoch, cursor: 0, step: 0 } : st.loader);
-  const missing = setGeneratorStates(st.generators);
+  // a multi-process checkpoint holds each rank's data position and generators
+  const mine = st.ranks ? st.ranks[s.config.batch.rank] : { loader: st.loader, generators: st.generators };
+  if (!mine) throw new UserError(`cannot resume from ${path}: it holds no state for rank ${s.config.batch.rank}`);
+  s.loader.setState(s.config.output.hardSkipResume ? { epoch: mine.loader.epoch, cursor: 0, step: 0 } : mine.loader);
+  const missing = setGeneratorStates(mine.generators);
   if (missing.length) events.info(`the random state of ${missing.join(', ')} was not restored (no such device here): the resumed run's noise differs from an uninterrupted one's`);
   s.progress = { globalStep: st.globalStep, history: st.history };
   events.info(`resumed from ${path} at step ${st.globalStep}${s.config.output.hardSkipResume ? ' (--hard_skip_resume: the epoch\'s data starts over)' : ''}`);
 }
 
-function checkpointState(s: TrainState): TrainerState {
+function rankState(s: TrainState): RankState {
+  return { loader: s.loader.state(), generators: generatorStates() };
+}
+
+function checkpointState(s: TrainState, ranks: RankState[] | null): TrainerState {
+  const own = rankState(s);
   return {
-    version: 2, globalStep: s.progress.globalStep, loader: s.loader.state(),
+    version: 2, globalStep: s.progress.globalStep, loader: own.loader,
     scheduler: { name: s.schedule.name, lastEpoch: s.schedule.lastEpoch }, scaler: s.scaler?.stateDict() ?? null,
-    generators: generatorStates(), run: s.signature, history: s.progress.history,
+    generators: own.generators, run: s.signature, history: s.progress.history, ...(ranks ? { ranks } : {}),
   };
 }
 
@@ -323,16 +373,28 @@ function checkpointState(s: TrainState): TrainerState {
  * one copy of the weights and optimizer state; --sync_checkpoint_saves takes none.
  */
 export async function saveState(s: TrainState, events: TrainEvents, o: { wait?: boolean } = {}): Promise<string> {
+  const path = await saveOnRankZero(s, events, o);
+  // with several processes, one that waits for the save waits for rank 0's write (a stopping job
+  // must not exit, or be requeued, before the checkpoint is complete)
+  if (s.dp && o.wait) await s.dp.barrier();
+  return path;
+}
+
+async function saveOnRankZero(s: TrainState, events: TrainEvents, o: { wait?: boolean }): Promise<string> {
   await flushSaves(s);
   const { dir, checkpointsTotalLimit: keepLast, syncCheckpointSaves } = s.config.output;
   const step = s.progress.globalStep;
+  // every rank's data position and generators, collected by rank 0, which alone writes
+  const ranks = s.dp ? await s.dp.gatherStrings(`checkpoint/${s.saves.count++}`, JSON.stringify(rankState(s))) : null;
+  if (s.dp && s.dp.rank !== 0) return checkpointPathOf(dir, step);
+  const rankStates = ranks ? ranks.map((r) => JSON.parse(r) as RankState) : null;
   const t0 = performance.now();
   if (syncCheckpointSaves) {
-    const path = saveCheckpoint(dir, step, s.unet, s.optimizer, checkpointState(s), keepLast);
+    const path = saveCheckpoint(dir, step, s.unet, s.optimizer, checkpointState(s, rankStates), keepLast);
     events.info(`saved ${path} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     return path;
   }
-  const snap = snapshotCheckpoint(step, s.unet, s.optimizer, checkpointState(s));
+  const snap = snapshotCheckpoint(step, s.unet, s.optimizer, checkpointState(s, rankStates));
   const copied = performance.now();
   const write = writeCheckpoint(dir, snap, keepLast).then((path) => {
     events.info(`saved ${path} (training waited ${((copied - t0) / 1000).toFixed(2)} s for the copy; written in ${((performance.now() - copied) / 1000).toFixed(1)} s)`);
@@ -375,6 +437,8 @@ function throwIfSaveFailed(s: TrainState): void {
  */
 export async function saveLastGoodState(s: TrainState, events: TrainEvents): Promise<string> {
   await flushSaves(s);
+  // every rank decides from the same files: rank 0's write in flight is complete
+  if (s.dp) await s.dp.barrier();
   const bad = nonFiniteTensors([...s.unet.namedParameters(), ...s.optimizer.stateDict().tensors]);
   const earlier = checkpointDirs(s.config.output.dir).pop();
   if (bad.length) {
@@ -392,7 +456,9 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
   try {
     while (s.progress.globalStep < maxSteps) {
       throwIfSaveFailed(s);
-      if (signal?.aborted) {
+      // every process stops at the same update, whichever of them got the signal first
+      const stop = s.dp ? await s.dp.any(signal?.aborted ?? false) : signal?.aborted;
+      if (stop) {
         if (s.progress.globalStep > startStep) await saveState(s, events, { wait: true });
         else events.info('stopped before the first update: nothing new to save');
         return 'signal';
@@ -402,20 +468,28 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
       if (!u) break; // epochs exhausted
       const step = ++s.progress.globalStep;
       const { pairs, dataWaitSeconds, ...logged } = u;
-      const row: Record<string, number> = { step, ...logged, bad_rows: s.badRows.total, ...s.monitor.window(pairs, (performance.now() - t0) / 1000, dataWaitSeconds) };
+      const seconds = (performance.now() - t0) / 1000;
+      // the job's throughput (every process's pairs); the share of the update spent averaging gradients
+      const row: Record<string, number> = {
+        step, ...logged, bad_rows: s.badRows.total, ...s.monitor.window(pairs * s.config.batch.worldSize, seconds, dataWaitSeconds),
+        ...(s.dp ? { comm_share: Math.min(1, s.dp.takeCommSeconds() / seconds) } : {}),
+      };
       s.progress.history.push(row);
-      s.metrics.log(step, row);
+      s.metrics?.log(step, row);
       events.update({ step, total: maxSteps, loss: u.train_loss, lr: u.lr, implicitAcc: u.implicit_acc_accumulated ?? null, pairsPerSecond: row.pairs_per_s!, badRows: s.badRows.total });
       if (step % s.config.output.checkpointingSteps === 0) await saveState(s, events);
-      // judged from 100 rows on, and always once a whole epoch's share of the rows has been read
-      const loaderBad = Object.values(s.loader.badRows).reduce((a, b) => a + b, 0);
-      s.badRows.check(loaderBad, s.loader.rowsSeen, 'rows read', s.loader.rowsSeen >= s.loader.sequence(0).length);
+      // judged from 100 rows on, and always once a whole epoch's share of the rows has been read;
+      // with several processes on the sums over all of them, so that every rank stops together
+      let [loaderBad, seen] = [Object.values(s.loader.badRows).reduce((a, b) => a + b, 0), s.loader.rowsSeen];
+      if (s.dp) [loaderBad, seen] = (await s.dp.sum([loaderBad, seen])) as [number, number];
+      s.badRows.check(loaderBad, seen, 'rows read', seen >= s.loader.sequence(0).length * s.config.batch.worldSize);
       await new Promise((r) => setImmediate(r)); // let finalizers, I/O and signals run between updates
     }
   } catch (e) {
     if (e instanceof NonFiniteLossError) throw new UserError(`${e.message}: training stopped; ${await saveLastGoodState(s, events)}`, { cause: e });
     if (e instanceof BadDataError) {
       await flushSaves(s);
+      if (s.dp) await s.dp.barrier(); // every rank sees rank 0's finished checkpoints before deciding
       const saved = s.progress.globalStep > startStep && !existsSync(checkpointPathOf(s.config.output.dir, s.progress.globalStep))
         ? await saveState(s, events, { wait: true }) : null;
       throw new BadDataError(`training stopped at step ${s.progress.globalStep}: ${e.message}${saved ? `. The state is saved in ${saved}` : ''}`);
@@ -429,16 +503,19 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
 /** Writes the final pipeline (diffusers layout, the trained UNet in it), the report, and frees the state. */
 export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'], events: TrainEvents): Promise<TrainResult> {
   await flushSaves(s);
-  if (stoppedBy === 'done') {
+  const writer = !s.dp || s.dp.rank === 0;
+  if (stoppedBy === 'done' && writer) {
     if (s.pipeline) savePipeline(s.config.output.dir, s.pipeline);
     else savePipelineWithUNet(s.config.output.dir, s.paths.modelPath, s.unet, { vaeFolder: s.paths.vaeFolder });
     events.info(`saved the pipeline to ${s.config.output.dir}`);
   }
+  // the job is done when rank 0 has written everything
+  if (s.dp) await s.dp.barrier();
   if (s.badRows.total) events.info(`unusable rows: ${s.badRows.total} (${s.badRows.describe()}), listed in ${s.badRows.file}`);
   const resources = s.monitor.summary();
   events.info(`resources: ${resources.pairs_per_s.toFixed(2)} pairs/s on average, ${(100 * resources.data_wait_share).toFixed(0)}% of the time waiting for data; host peak RSS ${mb(resources.host_peak_rss_mb)}` +
     (resources.cuda_peak_allocated_mb !== undefined ? `; device peak ${mb(resources.cuda_peak_allocated_mb)} allocated, ${mb(resources.cuda_peak_reserved_mb!)} reserved` : ''));
-  s.metrics.close(s.progress.history, resources, s.badRows.counts);
+  s.metrics?.close(s.progress.history, resources, s.badRows.counts);
   return { globalStep: s.progress.globalStep, history: s.progress.history, outputDir: s.config.output.dir, stoppedBy, resources };
 }
 
@@ -453,6 +530,7 @@ export async function teardown(s: TrainState): Promise<void> {
   if (s.placement instanceof OffloadPlacement) s.placement.dispose();
   if (s.pipeline) disposePipeline(s.pipeline);
   else s.unet.dispose();
+  s.dp?.destroy();
 }
 
 /** setup -> fit -> save. */

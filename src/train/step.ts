@@ -24,6 +24,7 @@ import type { CLIPTokenizer } from '../tokenizers/clip.js';
 import { dpoLoss, sftLoss, type DpoLossOutput } from './dpo_loss.js';
 import { residentPlacement, type FrozenPlacement } from './placement.js';
 import { UserError } from '../util/errors.js';
+import { perSampleDraws, type StepDraws } from './draws.js';
 
 export type TimestepMode = 'default' | 'refiner' | 'turbo';
 
@@ -87,6 +88,8 @@ export interface StepBatch {
   pooledPromptEmbeds?: torch.Tensor;
   /** SDXL: the captions. */
   captions?: string[];
+  /** --sample_seeds: one generator seed per sample (draws.ts); absent: the default generator's draws. */
+  sampleSeeds?: readonly bigint[];
 }
 
 export interface StepOutput {
@@ -147,6 +150,12 @@ function timestepMap(mode: TimestepMode): (t: torch.Tensor) => torch.Tensor {
 
 export type DiffusionStep = (batch: StepBatch) => StepOutput;
 
+/** mean + std * eps with the per-sample eps on the posterior's device and dtype. */
+function posteriorSample(dist: DiagonalGaussianDistribution, draws: StepDraws): torch.Tensor {
+  const eps = draws.randn(dist.mean.shape.slice(1), dist.mean.dtype);
+  return dist.mean.add(dist.std.mul(eps.to({ device: dist.mean.device })));
+}
+
 /**
  * The step for these models and settings. DPO pairs share noise and timestep; the conditioning of
  * a pair is computed once and repeated for its two images, as train.py does.
@@ -167,6 +176,7 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
   const onBatchAxis = (t: torch.Tensor) => (pairs ? torch.cat(t.chunk(2, 1), 0) : t);
 
   return (batch) => torch.tidy(() => {
+    const draws = batch.sampleSeeds ? perSampleDraws(batch.sampleSeeds, pairs ? 2 : 1, device) : null;
     // 1-2. latents: drawn from the VAE's posterior of the pixels, or of cached posterior parameters
     let latents: torch.Tensor;
     if (batch.latentMoments) {
@@ -175,19 +185,24 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
       let moments = onBatchAxis(batch.latentMoments.to({ device }));
       const format = cfg.latentMomentsFormat?.[moments.shape[0] === 1 ? 'single' : 'batched'];
       if (format) moments = moments.contiguous(format);
-      latents = new DiagonalGaussianDistribution(moments).sample().mul(scale);
+      const dist = new DiagonalGaussianDistribution(moments);
+      latents = (draws ? posteriorSample(dist, draws) : dist.sample()).mul(scale);
     } else {
       if (!batch.pixelValues) throw new Error('a step needs pixelValues or latentMoments');
       if (!vae) throw new Error('this step has no VAE: feed it latentMoments');
       const feed = onBatchAxis(batch.pixelValues.to({ device }));
-      latents = placement.run(vae, (dev) => torch.noGrad(() => vae.encode(feed.to({ dtype: cfg.weightDtype, device: dev })).sample().mul(vae.config.scalingFactor))).to({ device });
+      latents = placement.run(vae, (dev) => torch.noGrad(() => {
+        const dist = vae.encode(feed.to({ dtype: cfg.weightDtype, device: dev }));
+        return (draws ? posteriorSample(dist, draws) : dist.sample()).mul(vae.config.scalingFactor);
+      })).to({ device });
     }
 
-    // 3. noise and timesteps, drawn in the reference's order
-    let noise = torch.randnLike(latents);
-    if (cfg.noiseOffset) noise = noise.add(torch.randn([latents.shape[0]!, latents.shape[1]!, 1, 1], { device: latents.device }).mul(cfg.noiseOffset));
-    const perturbed = cfg.inputPerturbation ? noise.add(torch.randnLike(noise).mul(cfg.inputPerturbation)) : null;
-    let timesteps = mapTimesteps(torch.randint(0, m.noise.config.numTrainTimesteps, [latents.shape[0]!], { device: latents.device }));
+    // 3. noise and timesteps, drawn in the reference's order (or per sample)
+    const [rows, channels] = [latents.shape[0]!, latents.shape[1]!];
+    let noise = draws ? draws.randn(latents.shape.slice(1), latents.dtype) : torch.randnLike(latents);
+    if (cfg.noiseOffset) noise = noise.add((draws ? draws.randn([channels, 1, 1]) : torch.randn([rows, channels, 1, 1], { device: latents.device })).mul(cfg.noiseOffset));
+    const perturbed = cfg.inputPerturbation ? noise.add((draws ? draws.randn(noise.shape.slice(1), noise.dtype) : torch.randnLike(noise)).mul(cfg.inputPerturbation)) : null;
+    let timesteps = mapTimesteps(draws ? draws.randint(m.noise.config.numTrainTimesteps) : torch.randint(0, m.noise.config.numTrainTimesteps, [rows], { device: latents.device }));
     if (pairs) {
       // the same timestep and noise for both images of a pair (the perturbed noise is not shared, as in train.py)
       timesteps = timesteps.chunk(2)[0]!.repeat(2);

@@ -6,12 +6,15 @@
 //
 // Backward is where the trained model's gradients appear (gradient checkpointing replays its
 // segments there), and the update is the one place they are read: what acts on gradients
-// (reduction across processes, adapter-only parameters) belongs here.
+// (averaging across processes, adapter-only parameters) belongs here. With several processes the
+// gradients are averaged before the update, and the ranks agree on every micro-step's batch.
 import * as torch from '../torch/index.js';
 import type { Batch } from '../data/loader.js';
 import { batchToDevice } from './batch_inputs.js';
 import { BadDataError } from './bad_rows.js';
 import type { TrainState } from './recipe.js';
+import type { DataParallel } from './data_parallel.js';
+import { sampleSeed } from './draws.js';
 
 /** What one update logs (train.py's names). */
 export interface UpdateStats {
@@ -36,7 +39,9 @@ export class NonFiniteLossError extends Error {}
  */
 function microStep(s: TrainState, batch: Batch): torch.Tensor {
   return torch.tidy(() => {
-    const r = s.step(batchToDevice(batch, s.config.device));
+    const inputs = batchToDevice(batch, s.config.device);
+    if (s.config.objective.sampleSeeds) inputs.sampleSeeds = batch.rows.map((row) => sampleSeed(s.signature.seed, batch.epoch, row));
+    const r = s.step(inputs);
     const scaled = r.loss.div(s.config.batch.accumulation);
     (s.scaler ? s.scaler.scale(scaled) : scaled).backward();
     const d = r.dpo;
@@ -66,11 +71,23 @@ function applyUpdate(s: TrainState): void {
  * when the epoch ends inside the update or the run's epochs are exhausted.
  */
 async function nextBatch(s: TrainState, firstOfUpdate: boolean): Promise<Batch | null> {
-  const batch = await s.loader.next();
+  const batch = await agreedBatch(s);
   if (batch || !firstOfUpdate || s.loader.state().epoch >= s.plan.maxEpochs) return batch;
-  const next = await s.loader.next();
+  const next = await agreedBatch(s);
   if (!next) throw new BadDataError(`epoch ${s.loader.state().epoch} yielded no batch of ${s.config.batch.perDevice}: every row read was bad (counts: ${JSON.stringify(s.loader.badRows)})`);
   return next;
+}
+
+/**
+ * The loader's next batch; with several processes, null on every rank unless every rank has one
+ * (bad rows can end one rank's epoch early): all ranks then start the next epoch together, so
+ * they always run the same number of micro-steps and collectives.
+ */
+async function agreedBatch(s: TrainState): Promise<Batch | null> {
+  const batch = await s.loader.next();
+  if (!s.dp || (await s.dp.all(batch !== null))) return batch;
+  if (batch) s.loader.endEpoch();
+  return null;
 }
 
 /**
@@ -87,6 +104,12 @@ async function readStats(stats: torch.Tensor[], device: torch.Device): Promise<n
   } finally {
     for (const t of stats) t.dispose();
   }
+}
+
+async function averageAcrossRanks(dp: DataParallel, values: number[][]): Promise<number[][]> {
+  const width = values[0]!.length;
+  const sums = await dp.sum(values.flat());
+  return values.map((_, k) => sums.slice(k * width, (k + 1) * width).map((v) => v / dp.size));
 }
 
 /** Runs one update; null when the run's epochs are exhausted before it could start. */
@@ -109,8 +132,12 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
     throw e;
   }
   if (pending.length === 0) return null;
+  // gradients averaged across processes on update steps only (micro-steps accumulate locally, as DDP's no_sync)
+  if (s.dp) await s.dp.averageGradients(s.params);
   // the update's one host read, before anything is applied: a non-finite loss leaves the weights as they were
-  const values = await readStats(pending, s.config.device);
+  let values = await readStats(pending, s.config.device);
+  // the logged values are the means over the processes (train.py gathers them); a NaN anywhere is a NaN everywhere
+  if (s.dp) values = await averageAcrossRanks(s.dp, values);
   values.forEach((v, k) => {
     if (!Number.isFinite(v[0]!) && !s.scaler) throw new NonFiniteLossError(`loss is ${v[0]} at step ${s.progress.globalStep + 1} (micro-step ${k + 1})`);
   });

@@ -1,0 +1,19 @@
+// Declarations shared by the c10d source files (dist.cc, dist_nccl.cc).
+#pragma once
+
+#ifdef DPO_WITH_GLOO
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/Store.hpp>
+
+#include <chrono>
+
+namespace dpo {
+
+// ProcessGroupNCCL over `store` for CUDA device `device_index`; defined in dist_nccl.cc when the
+// build found nccl.h and a CUDA libtorch, otherwise it throws.
+c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                    std::chrono::milliseconds timeout, int device_index);
+bool nccl_compiled();
+
+}  // namespace dpo
+#endif

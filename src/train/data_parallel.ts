@@ -1,0 +1,232 @@
+// Data-parallel training across processes, as accelerate + DDP run train.py: every process holds
+// the whole model, trains on its own shard of each batch, and the gradients are averaged before
+// every optimizer update (never on accumulation micro-steps: DDP's no_sync). Two c10d groups:
+// gradients go over NCCL on CUDA (Gloo on the CPU); the small host-side agreements (does every
+// rank have a batch, stop now, the logged metrics, checkpoint state) go over Gloo, so they never
+// wait on the GPU.
+//
+// Reduction: after the update's last backward, the gradients are flattened into buckets of about
+// --ddp_bucket_mb (DDP's 25 MB) in reverse parameter order, each bucket's all-reduce is issued as
+// soon as it is built and all are awaited together, so building a bucket overlaps the transfer of
+// the previous ones. Overlap with backward itself (DDP's gradient-ready hooks) is not done: our
+// backward runs checkpointed segments in several engine calls and no JS may run on libtorch's
+// backward threads; docs/distributed.md gives the measured communication share.
+import * as torch from '../torch/index.js';
+import { UserError } from '../util/errors.js';
+
+/** Where this process sits: torchrun's variables, else SLURM's, else a single process. */
+export interface ProcessLayout {
+  rank: number;
+  worldSize: number;
+  localRank: number;
+  localWorldSize: number;
+  masterAddr: string;
+  masterPort: number;
+  source: 'torchrun' | 'slurm' | 'single';
+}
+
+function intVar(env: NodeJS.ProcessEnv, name: string, min: number): number {
+  const v = Number(env[name]);
+  if (!(Number.isInteger(v) && v >= min)) throw new UserError(`${name} must be an integer >= ${min}, got '${env[name]}'`);
+  return v;
+}
+
+/**
+ * torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT (so do
+ * `diffusion-dpo launch` and Kubernetes' PyTorchJob); under SLURM without them, SLURM_PROCID,
+ * SLURM_NTASKS and SLURM_LOCALID give the layout and MASTER_ADDR must name the first node unless the
+ * job has one node.
+ */
+export function processLayout(env: NodeJS.ProcessEnv): ProcessLayout {
+  const port = env.MASTER_PORT === undefined ? 29500 : intVar(env, 'MASTER_PORT', 1);
+  if (port > 65535) throw new UserError(`MASTER_PORT must be a port number, got ${port}`);
+  if (env.WORLD_SIZE !== undefined) {
+    const worldSize = intVar(env, 'WORLD_SIZE', 1);
+    if (worldSize === 1) return single();
+    const rank = intVar(env, 'RANK', 0);
+    if (rank >= worldSize) throw new UserError(`RANK ${rank} is outside WORLD_SIZE ${worldSize}`);
+    if (!env.MASTER_ADDR) throw new UserError('WORLD_SIZE > 1 needs MASTER_ADDR (the address of rank 0\'s host), as torchrun sets it');
+    const localRank = env.LOCAL_RANK === undefined ? rank : intVar(env, 'LOCAL_RANK', 0);
+    const localWorldSize = env.LOCAL_WORLD_SIZE === undefined ? worldSize : intVar(env, 'LOCAL_WORLD_SIZE', 1);
+    return { rank, worldSize, localRank, localWorldSize, masterAddr: env.MASTER_ADDR, masterPort: port, source: 'torchrun' };
+  }
+  if (env.SLURM_NTASKS !== undefined && env.SLURM_PROCID !== undefined) {
+    const worldSize = intVar(env, 'SLURM_NTASKS', 1);
+    if (worldSize === 1) return single();
+    const rank = intVar(env, 'SLURM_PROCID', 0);
+    const nodes = env.SLURM_NNODES === undefined ? 1 : intVar(env, 'SLURM_NNODES', 1);
+    const masterAddr = env.MASTER_ADDR ?? (nodes === 1 ? '127.0.0.1' : null);
+    if (!masterAddr) {
+      throw new UserError(`a SLURM job of ${nodes} nodes needs MASTER_ADDR, the first node's address: ` +
+        'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) before srun');
+    }
+    const localRank = env.SLURM_LOCALID === undefined ? 0 : intVar(env, 'SLURM_LOCALID', 0);
+    return { rank, worldSize, localRank, localWorldSize: Math.ceil(worldSize / nodes), masterAddr, masterPort: port, source: 'slurm' };
+  }
+  return single();
+
+  function single(): ProcessLayout {
+    return { rank: 0, worldSize: 1, localRank: Number(env.LOCAL_RANK ?? 0) || 0, localWorldSize: 1, masterAddr: '127.0.0.1', masterPort: port, source: 'single' };
+  }
+}
+
+export interface DataParallelOptions {
+  /** Per collective and for the rendezvous: a rank that does not take part within it fails the job. */
+  timeoutMs: number;
+  /** Gradient bucket size in bytes. */
+  bucketBytes: number;
+}
+
+/** One bucket: parameters of one dtype and device, reduced as one flat tensor. */
+interface Bucket {
+  params: torch.Tensor[];
+  numel: number;
+}
+
+export class DataParallel {
+  /** Seconds spent in gradient reduction since the last read (for telemetry). */
+  #commSeconds = 0;
+  #buckets: Bucket[] | null = null;
+
+  private constructor(
+    readonly layout: ProcessLayout, readonly store: torch.distributed.Store,
+    readonly control: torch.distributed.ProcessGroup, readonly grads: torch.distributed.ProcessGroup, readonly o: DataParallelOptions,
+  ) {}
+
+  get rank(): number {
+    return this.layout.rank;
+  }
+
+  get size(): number {
+    return this.layout.worldSize;
+  }
+
+  /** Rendezvous at MASTER_ADDR:MASTER_PORT and the two groups. */
+  static async start(layout: ProcessLayout, device: torch.Device, o: DataParallelOptions): Promise<DataParallel> {
+    const { rank, worldSize: size, masterAddr, masterPort } = layout;
+    let store: torch.distributed.Store;
+    try {
+      store = await torch.distributed.Store.connect({ host: masterAddr, port: masterPort, isServer: rank === 0, worldSize: size, timeoutMs: o.timeoutMs });
+    } catch (e) {
+      throw new torch.distributed.DistributedError(`rank ${rank} of ${size}: ${(e as Error).message}`, { cause: e });
+    }
+    const control = await torch.distributed.ProcessGroup.create(store, { backend: 'gloo', rank, size, timeoutMs: o.timeoutMs, name: 'control' });
+    const cuda = torch.deviceType(device) === 'cuda';
+    const grads = cuda
+      ? await torch.distributed.ProcessGroup.create(store, { backend: 'nccl', rank, size, timeoutMs: o.timeoutMs, name: 'grads', deviceIndex: Number(device.split(':')[1] ?? 0) })
+      : control;
+    return new DataParallel(layout, store, control, grads, o);
+  }
+
+  /** Every rank's tensors become rank 0's (parameters and buffers at start, as DDP's constructor). */
+  async broadcastFromRankZero(tensors: readonly torch.Tensor[]): Promise<void> {
+    const works = tensors.map((t) => this.grads.broadcast(t, 0));
+    await torch.distributed.waitAll(works);
+  }
+
+  #bucketsFor(params: readonly torch.Tensor[]): Bucket[] {
+    if (this.#buckets) return this.#buckets;
+    // reverse order, as DDP: the last layers' gradients are ready first
+    const buckets: Bucket[] = [];
+    let current: Bucket | null = null;
+    let bytes = 0;
+    for (const p of [...params].reverse()) {
+      const size = p.numel() * torch.ELEMENT_SIZE[p.dtype];
+      const fits = current && current.params[0]!.dtype === p.dtype && current.params[0]!.device === p.device && bytes + size <= this.o.bucketBytes;
+      if (!fits) {
+        current = { params: [], numel: 0 };
+        buckets.push(current);
+        bytes = 0;
+      }
+      current!.params.push(p);
+      current!.numel += p.numel();
+      bytes += size;
+    }
+    this.#buckets = buckets;
+    return buckets;
+  }
+
+  /**
+   * Averages the gradients of `params` over the ranks (in place). A parameter without a gradient
+   * on this rank contributes zeros and receives the average, as DDP with unused parameters.
+   */
+  async averageGradients(params: readonly torch.Tensor[]): Promise<void> {
+    const t0 = performance.now();
+    const buckets = this.#bucketsFor(params);
+    const flats: torch.Tensor[] = [];
+    const works: torch.distributed.Work[] = [];
+    try {
+      for (const b of buckets) {
+        const flat = torch.tidy(() => torch.cat(b.params.map((p) => (p.grad ?? torch.zerosLike(p)).reshape([-1]))).keep());
+        flats.push(flat);
+        works.push(this.grads.allReduce(flat, 'sum'));
+      }
+      await torch.distributed.waitAll(works);
+      torch.tidy(() => {
+        buckets.forEach((b, k) => {
+          const avg = flats[k]!.div_(this.size);
+          let offset = 0;
+          for (const p of b.params) {
+            const g = avg.narrow(0, offset, p.numel()).view(p.shape);
+            if (p.grad) p.grad.copy_(g);
+            else p.grad = g.clone();
+            offset += p.numel();
+          }
+        });
+      });
+    } finally {
+      for (const f of flats) f.dispose();
+    }
+    this.#commSeconds += (performance.now() - t0) / 1000;
+  }
+
+  /** Seconds spent averaging gradients since the last call. */
+  takeCommSeconds(): number {
+    const s = this.#commSeconds;
+    this.#commSeconds = 0;
+    return s;
+  }
+
+  /** The element-wise sum over the ranks of a few host numbers (metrics, flags). */
+  async sum(values: readonly number[]): Promise<number[]> {
+    const t = torch.tensor([...values], { dtype: 'float64' });
+    try {
+      await this.control.allReduce(t, 'sum').wait();
+      return t.toArray();
+    } finally {
+      t.dispose();
+    }
+  }
+
+  /** True on every rank when `flag` is true on any. */
+  async any(flag: boolean): Promise<boolean> {
+    return (await this.sum([flag ? 1 : 0]))[0]! > 0;
+  }
+
+  /** True on every rank when `flag` is true on all. */
+  async all(flag: boolean): Promise<boolean> {
+    return (await this.sum([flag ? 1 : 0]))[0]! === this.size;
+  }
+
+  /** Rank 0 receives every rank's string for `key` (in rank order); the others get null. */
+  async gatherStrings(key: string, value: string): Promise<string[] | null> {
+    this.store.set(`${key}/${this.rank}`, value);
+    if (this.rank !== 0) return null;
+    return Promise.all(Array.from({ length: this.size }, (_, r) => this.store.get(`${key}/${r}`)));
+  }
+
+  /** Every rank receives rank 0's string for `key`. */
+  async shareFromRankZero(key: string, value: string | null): Promise<string> {
+    if (this.rank === 0) this.store.set(key, value ?? '');
+    return this.store.get(key);
+  }
+
+  async barrier(): Promise<void> {
+    await this.control.barrier().wait();
+  }
+
+  destroy(): void {
+    if (this.grads !== this.control) this.grads.destroy();
+    this.control.destroy();
+  }
+}
