@@ -101,58 +101,6 @@ c10d::ReduceOp reduce_op(const std::string& name) {
   throw ArgError("unknown reduce op '" + name + "' (sum, avg, max, min, product)");
 }
 
-// --- a blocking job on a libuv thread, settled on the JS thread -------------------------------
-struct AsyncJob {
-  napi_async_work work = nullptr;
-  napi_deferred deferred = nullptr;
-  std::function<void()> run;                  // libuv thread
-  std::function<napi_value(napi_env)> result;  // JS thread, after run succeeded
-  std::string error;
-};
-
-napi_value run_async(napi_env env, const char* name, std::function<void()> run, std::function<napi_value(napi_env)> result) {
-  auto* job = new AsyncJob{nullptr, nullptr, std::move(run), std::move(result), {}};
-  napi_value promise;
-  check(env, napi_create_promise(env, &job->deferred, &promise), "promise");
-  check(env, napi_create_async_work(env, nullptr, make_string(env, name),
-      [](napi_env, void* data) {
-        auto* job = static_cast<AsyncJob*>(data);
-        try {
-          job->run();
-        } catch (const c10::Error& e) {
-          job->error = e.what_without_backtrace();
-        } catch (const std::exception& e) {
-          job->error = e.what();
-        } catch (...) {
-          job->error = "unknown C++ exception";
-        }
-      },
-      [](napi_env env, napi_status, void* data) {
-        auto* job = static_cast<AsyncJob*>(data);
-        napi_value value = nullptr;
-        if (job->error.empty()) {
-          try {
-            value = job->result(env);
-          } catch (const std::exception& e) {
-            job->error = e.what();
-          }
-        }
-        if (job->error.empty()) {
-          napi_resolve_deferred(env, job->deferred, value);
-        } else {
-          napi_value msg, err;
-          napi_create_string_utf8(env, job->error.c_str(), job->error.size(), &msg);
-          napi_create_error(env, nullptr, msg, &err);
-          napi_reject_deferred(env, job->deferred, err);
-        }
-        napi_delete_async_work(env, job->work);
-        delete job;
-      },
-      job, &job->work), "async work");
-  check(env, napi_queue_async_work(env, job->work), "queue async work");
-  return promise;
-}
-
 // --- exports -----------------------------------------------------------------------------------
 
 // distBackends() -> {gloo, nccl}: what this build can create.
@@ -396,6 +344,64 @@ napi_value dist_unavailable(napi_env env, napi_callback_info) {
 
 }  // namespace
 
+#ifdef DPO_WITH_GLOO
+// --- a blocking job on a libuv thread, settled on the JS thread -------------------------------
+struct AsyncJob {
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  std::function<void()> run;                  // libuv thread
+  std::function<napi_value(napi_env)> result;  // JS thread, after run succeeded
+  std::string error;
+};
+
+napi_value run_async(napi_env env, const char* name, std::function<void()> run, std::function<napi_value(napi_env)> result) {
+  auto* job = new AsyncJob{nullptr, nullptr, std::move(run), std::move(result), {}};
+  napi_value promise;
+  check(env, napi_create_promise(env, &job->deferred, &promise), "promise");
+  check(env, napi_create_async_work(env, nullptr, make_string(env, name),
+      [](napi_env, void* data) {
+        auto* job = static_cast<AsyncJob*>(data);
+        try {
+          job->run();
+        } catch (const c10::Error& e) {
+          job->error = e.what_without_backtrace();
+        } catch (const std::exception& e) {
+          job->error = e.what();
+        } catch (...) {
+          job->error = "unknown C++ exception";
+        }
+      },
+      [](napi_env env, napi_status, void* data) {
+        auto* job = static_cast<AsyncJob*>(data);
+        napi_value value = nullptr;
+        if (job->error.empty()) {
+          try {
+            value = job->result(env);
+          } catch (const std::exception& e) {
+            job->error = e.what();
+          }
+        }
+        if (job->error.empty()) {
+          napi_resolve_deferred(env, job->deferred, value);
+        } else {
+          napi_value msg, err;
+          napi_create_string_utf8(env, job->error.c_str(), job->error.size(), &msg);
+          napi_create_error(env, nullptr, msg, &err);
+          napi_reject_deferred(env, job->deferred, err);
+        }
+        napi_delete_async_work(env, job->work);
+        delete job;
+      },
+      job, &job->work), "async work");
+  check(env, napi_queue_async_work(env, job->work), "queue async work");
+  return promise;
+}
+
+c10::intrusive_ptr<c10d::Backend> group_backend(napi_env env, napi_value group) {
+  return group_of(env, group).backend;
+}
+#endif
+
 void exports_dist(std::vector<Export>& out) {
   out.push_back({"distBackends", dist_backends});
 #ifdef DPO_WITH_GLOO
@@ -411,9 +417,11 @@ void exports_dist(std::vector<Export>& out) {
   out.push_back({"distReduceScatter", dist_reduce_scatter});
   out.push_back({"distBarrier", dist_barrier});
   out.push_back({"distWait", dist_wait});
+  exports_dist_reducer(out);
 #else
   for (const char* name : {"distStore", "distStoreSet", "distStoreAdd", "distStoreGet", "distGroup", "distGroupDestroy",
-                           "distAllReduce", "distBroadcast", "distAllGather", "distReduceScatter", "distBarrier", "distWait"})
+                           "distAllReduce", "distBroadcast", "distAllGather", "distReduceScatter", "distBarrier", "distWait",
+                           "distReducer", "distReducerArm", "distReducerFinish", "distReducerReadyOrder", "distReducerRebucket"})
     out.push_back({name, dist_unavailable});
 #endif
 }

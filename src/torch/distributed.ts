@@ -5,7 +5,7 @@
 // so disposing the JS tensor is safe; writing to it is not).
 //
 // Every process must issue the same collectives in the same order, as with torch.distributed.
-import { native, type NativeGroup, type NativeStore, type NativeWork, type ReduceOp } from './native.js';
+import { native, type NativeGroup, type NativeReducer, type NativeStore, type NativeWork, type ReduceOp } from './native.js';
 import type { Tensor } from './tensor.js';
 
 export type { ReduceOp };
@@ -150,9 +150,57 @@ export class ProcessGroup {
     return this.#work('barrier', () => native.distBarrier(this.#group()));
   }
 
+  /** @internal the native group, for GradientReducer. */
+  get nativeGroup(): NativeGroup {
+    return this.#group();
+  }
+
   /** Releases the group (joins Gloo's threads, shuts NCCL's communicators down). */
   destroy(): void {
     if (this.#native) native.distGroupDestroy(this.#native);
     this.#native = null;
+  }
+}
+
+/**
+ * Averages the gradients of `params` over a group, overlapped with backward as DDP's Reducer:
+ * C++ hooks on the parameters' gradient accumulators start each bucket's all-reduce as soon as
+ * all its gradients are final, in bucket order. `arm()` before the backward whose gradients are to
+ * be averaged (backwards before it only accumulate, as DDP's no_sync); `finish()` after it starts
+ * what backward did not (all of it without an arm), waits, and writes the averages into `.grad`.
+ * `buckets` hold indices into `params`, each exactly once, in the order their reductions start.
+ */
+export class GradientReducer {
+  readonly #native: NativeReducer;
+
+  constructor(private readonly group: ProcessGroup, params: readonly Tensor[], buckets: readonly (readonly number[])[]) {
+    try {
+      this.#native = native.distReducer(group.nativeGroup, params.map((p) => p._h), buckets.map((b) => [...b]), group.size);
+    } catch (e) {
+      throw failure(`rank ${group.rank} of ${group.size}: creating the gradient reducer`, e);
+    }
+  }
+
+  arm(): void {
+    native.distReducerArm(this.#native);
+  }
+
+  /** Parameter indices in the order their gradients first became final in a backward (those seen so far). */
+  readyOrder(): number[] {
+    return native.distReducerReadyOrder(this.#native);
+  }
+
+  /** New buckets, between updates (every rank must pass the same: DDP rebuilds them from rank 0's order). */
+  rebucket(buckets: readonly (readonly number[])[]): void {
+    native.distReducerRebucket(this.#native, buckets.map((b) => [...b]));
+  }
+
+  /** Resolves with the number of buckets whose all-reduce started during backward. */
+  async finish(): Promise<number> {
+    try {
+      return await native.distReducerFinish(this.#native, this.group.timeoutMs);
+    } catch (e) {
+      throw failure(`rank ${this.group.rank} of ${this.group.size}: ${this.group.backend} gradient all-reduce`, e, this.group.timeoutMs);
+    }
   }
 }

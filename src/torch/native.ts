@@ -14,6 +14,7 @@ export type NativeGenerator = { readonly __generator: unique symbol };
 export type NativeStore = { readonly __store: unique symbol };
 export type NativeGroup = { readonly __group: unique symbol };
 export type NativeWork = { readonly __work: unique symbol };
+export type NativeReducer = { readonly __reducer: unique symbol };
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min' | 'product';
 
 export interface BuildInfo {
@@ -114,6 +115,11 @@ export interface Binding {
   distReduceScatter(group: NativeGroup, output: Handle, inputs: Handle[], op: ReduceOp): NativeWork;
   distBarrier(group: NativeGroup): NativeWork;
   distWait(works: NativeWork[], timeoutMs: number): Promise<void>;
+  distReducer(group: NativeGroup, params: Handle[], buckets: number[][], divisor: number): NativeReducer;
+  distReducerArm(reducer: NativeReducer): void;
+  distReducerFinish(reducer: NativeReducer, timeoutMs: number): Promise<number>;
+  distReducerReadyOrder(reducer: NativeReducer): number[];
+  distReducerRebucket(reducer: NativeReducer, buckets: number[][]): void;
   // images
   pilResize(pixels: Uint8Array, width: number, height: number, channels: number, outWidth: number, outHeight: number, filter: number): Uint8Array;
 }

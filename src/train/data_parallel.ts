@@ -5,12 +5,10 @@
 // rank have a batch, stop now, the logged metrics, checkpoint state) go over Gloo, so they never
 // wait on the GPU.
 //
-// Reduction: after the update's last backward, the gradients are flattened into buckets of about
-// --ddp_bucket_mb (DDP's 25 MB) in reverse parameter order, each bucket's all-reduce is issued as
-// soon as it is built and all are awaited together, so building a bucket overlaps the transfer of
-// the previous ones. Overlap with backward itself (DDP's gradient-ready hooks) is not done: our
-// backward runs checkpointed segments in several engine calls and no JS may run on libtorch's
-// backward threads; docs/distributed.md gives the measured communication share.
+// Reduction: DDP's buckets of about --ddp_bucket_mb (25 MB) in reverse parameter order; during the
+// update's last backward, C++ hooks on the gradient accumulators start each bucket's all-reduce as
+// soon as its gradients are final (torch.distributed.GradientReducer), so the transfers overlap
+// the rest of backward, as DDP's Reducer does; after backward the update waits for what is left.
 import * as torch from '../torch/index.js';
 import { UserError } from '../util/errors.js';
 
@@ -77,16 +75,38 @@ export interface DataParallelOptions {
   bucketBytes: number;
 }
 
-/** One bucket: parameters of one dtype and device, reduced as one flat tensor. */
-interface Bucket {
-  params: torch.Tensor[];
-  numel: number;
+/**
+ * DDP's bucketing: parameters in `order` (default: reverse, as the last layers' gradients tend to be
+ * ready first; after the first update, the order they were ready in), a new bucket when the dtype
+ * or device changes or the next parameter would pass `bucketBytes`; as indices into `params`.
+ * Parameters missing from `order` come last, in reverse order.
+ */
+export function gradientBuckets(params: readonly torch.Tensor[], bucketBytes: number, order: readonly number[] = []): number[][] {
+  const listed = new Set(order);
+  const sequence = [...order, ...params.map((_, i) => params.length - 1 - i).filter((i) => !listed.has(i))];
+  const buckets: number[][] = [];
+  let bytes = 0;
+  let last: torch.Tensor | null = null;
+  for (const i of sequence) {
+    const p = params[i]!;
+    const size = p.numel() * torch.ELEMENT_SIZE[p.dtype];
+    const fits = last && last.dtype === p.dtype && last.device === p.device && bytes + size <= bucketBytes;
+    if (!fits) {
+      buckets.push([]);
+      bytes = 0;
+    }
+    buckets[buckets.length - 1]!.push(i);
+    bytes += size;
+    last = p;
+  }
+  return buckets;
 }
 
 export class DataParallel {
-  /** Seconds spent in gradient reduction since the last read (for telemetry). */
+  /** Seconds the update waited for the gradient average since the last read (for telemetry). */
   #commSeconds = 0;
-  #buckets: Bucket[] | null = null;
+  #reducer: torch.distributed.GradientReducer | null = null;
+  #rebucketed = false;
 
   private constructor(
     readonly layout: ProcessLayout, readonly store: torch.distributed.Store,
@@ -124,63 +144,40 @@ export class DataParallel {
     await torch.distributed.waitAll(works);
   }
 
-  #bucketsFor(params: readonly torch.Tensor[]): Bucket[] {
-    if (this.#buckets) return this.#buckets;
-    // reverse order, as DDP: the last layers' gradients are ready first
-    const buckets: Bucket[] = [];
-    let current: Bucket | null = null;
-    let bytes = 0;
-    for (const p of [...params].reverse()) {
-      const size = p.numel() * torch.ELEMENT_SIZE[p.dtype];
-      const fits = current && current.params[0]!.dtype === p.dtype && current.params[0]!.device === p.device && bytes + size <= this.o.bucketBytes;
-      if (!fits) {
-        current = { params: [], numel: 0 };
-        buckets.push(current);
-        bytes = 0;
-      }
-      current!.params.push(p);
-      current!.numel += p.numel();
-      bytes += size;
-    }
-    this.#buckets = buckets;
-    return buckets;
+  #reducerFor(params: readonly torch.Tensor[]): torch.distributed.GradientReducer {
+    this.#reducer ??= new torch.distributed.GradientReducer(this.grads, params, gradientBuckets(params, this.o.bucketBytes));
+    return this.#reducer;
   }
 
   /**
-   * Averages the gradients of `params` over the ranks (in place). A parameter without a gradient
-   * on this rank contributes zeros and receives the average, as DDP with unused parameters.
+   * Before the backward whose gradients complete the update: their average starts bucket by
+   * bucket while that backward runs. The micro-steps before it accumulate locally (DDP's no_sync).
+   */
+  armBeforeLastBackward(params: readonly torch.Tensor[]): void {
+    this.#reducerFor(params).arm();
+  }
+
+  /**
+   * Averages the gradients of `params` over the ranks (in place), after the update's last
+   * backward: waits for the buckets started during it and reduces the rest. A parameter without
+   * a gradient on this rank contributes zeros and receives the average, as DDP with unused
+   * parameters.
    */
   async averageGradients(params: readonly torch.Tensor[]): Promise<void> {
     const t0 = performance.now();
-    const buckets = this.#bucketsFor(params);
-    const flats: torch.Tensor[] = [];
-    const works: torch.distributed.Work[] = [];
-    try {
-      for (const b of buckets) {
-        const flat = torch.tidy(() => torch.cat(b.params.map((p) => (p.grad ?? torch.zerosLike(p)).reshape([-1]))).keep());
-        flats.push(flat);
-        works.push(this.grads.allReduce(flat, 'sum'));
-      }
-      await torch.distributed.waitAll(works);
-      torch.tidy(() => {
-        buckets.forEach((b, k) => {
-          const avg = flats[k]!.div_(this.size);
-          let offset = 0;
-          for (const p of b.params) {
-            const g = avg.narrow(0, offset, p.numel()).view(p.shape);
-            if (p.grad) p.grad.copy_(g);
-            else p.grad = g.clone();
-            offset += p.numel();
-          }
-        });
-      });
-    } finally {
-      for (const f of flats) f.dispose();
-    }
+    const reducer = this.#reducerFor(params);
+    await reducer.finish();
     this.#commSeconds += (performance.now() - t0) / 1000;
+    if (!this.#rebucketed) {
+      // as DDP's rebuild_buckets after the first iteration: buckets in the order the gradients
+      // became ready on rank 0 (the same on every rank), so the first bucket starts early in backward
+      this.#rebucketed = true;
+      const order = JSON.parse(await this.shareFromRankZero('gradient-ready-order', this.rank === 0 ? JSON.stringify(reducer.readyOrder()) : null)) as number[];
+      reducer.rebucket(gradientBuckets(params, this.o.bucketBytes, order));
+    }
   }
 
-  /** Seconds spent averaging gradients since the last call. */
+  /** Seconds spent waiting for the gradient average since the last call. */
   takeCommSeconds(): number {
     const s = this.#commSeconds;
     this.#commSeconds = 0;

@@ -124,6 +124,9 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
       const batch = await nextBatch(s, pending.length === 0);
       dataWait += performance.now() - t0;
       if (!batch) break; // end of the epoch: update with what was accumulated (accelerate's end_of_dataloader)
+      // the last planned micro-step's backward starts the gradient average (an update cut short by
+      // the epoch's end averages after its backward instead)
+      if (s.dp && pending.length === accum - 1) s.dp.armBeforeLastBackward(s.params);
       pending.push(microStep(s, batch));
       pairs += batch.shape[0];
     }

@@ -41,6 +41,28 @@ if (scenario === 'collectives') {
     await new Promise((r) => setTimeout(r, timeoutMs + 3000));
     console.log(JSON.stringify({ rank }));
   }
+} else if (scenario === 'reducer') {
+  // a small model; each rank's input differs, so its gradients do
+  const model = new torch.nn.Sequential(new torch.nn.Linear(8, 16), new torch.nn.Linear(16, 16), new torch.nn.Linear(16, 4));
+  const params = model.parameters();
+  for (const p of params) await g.broadcast(p, 0).wait();
+  const buckets = params.map((_, i) => [params.length - 1 - i]); // one parameter per bucket, reverse order
+  const reducer = new torch.distributed.GradientReducer(g, params, buckets);
+  const x = torch.randn([4, 8], { generator: new torch.Generator('cpu', 10 + rank) });
+  const run = async (arm: boolean, micro: number) => {
+    model.zeroGrad();
+    for (let m = 0; m < micro; m++) {
+      if (arm && m === micro - 1) reducer.arm();
+      torch.tidy(() => model.forward(x.mul(m + 1)).pow(2).sum().backward());
+    }
+    // the expected average, from plain all-reduces of copies of this rank's gradients
+    const expected = params.map((p) => p.grad!.clone());
+    await torch.distributed.waitAll(expected.map((e) => g.allReduce(e, 'sum')));
+    const early = await reducer.finish();
+    const maxDiff = Math.max(...params.map((p, i) => p.grad!.sub(expected[i]!.div(size)).abs().max().item()));
+    return { early, maxDiff };
+  };
+  console.log(JSON.stringify({ rank, buckets: buckets.length, armed: await run(true, 1), accumulated: await run(true, 3), after: await run(false, 1) }));
 } else if (scenario === 'avg-on-gloo') {
   try {
     g.allReduce(torch.ones([1]), 'avg');
