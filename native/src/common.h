@@ -8,6 +8,7 @@
 #include <torch/version.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,10 @@ std::string device_string(const c10::Device& d);
 // Generators cross as type-tagged externals (few and long-lived, so a finalizer is fine).
 at::Generator get_generator(napi_env env, napi_value v);
 napi_value wrap_generator(napi_env env, at::Generator g);
+
+// Runs `run` on a libuv thread and settles the returned promise on the JS thread with `result`'s
+// value, or rejects it with the message of what `run` threw (async.cc).
+napi_value run_async(napi_env env, const char* name, std::function<void()> run, std::function<napi_value(napi_env)> result);
 
 // Registration: each source file contributes its exports.
 using Export = std::pair<const char*, napi_callback>;

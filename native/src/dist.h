@@ -15,10 +15,6 @@ namespace dpo {
 // The process group behind a JS Group external (dist.cc); throws for a destroyed group.
 c10::intrusive_ptr<c10d::Backend> group_backend(napi_env env, napi_value group);
 
-// Runs `run` on a libuv thread and settles the returned promise on the JS thread with `result`'s
-// value, or rejects it with the message of what `run` threw (dist.cc).
-napi_value run_async(napi_env env, const char* name, std::function<void()> run, std::function<napi_value(napi_env)> result);
-
 void exports_dist_reducer(std::vector<std::pair<const char*, napi_callback>>& out);
 
 // ProcessGroupNCCL over `store` for CUDA device `device_index`; defined in dist_nccl.cc when the

@@ -193,47 +193,13 @@ napi_value cuda_synchronize(napi_env env, napi_callback_info info) {
 
 // cudaSynchronizeAsync(index) -> Promise<void>: waits for the device on a libuv thread, so the JS
 // thread stays free (data preparation runs) while the GPU finishes its queue.
-struct SyncWork {
-  napi_async_work work = nullptr;
-  napi_deferred deferred = nullptr;
-  c10::DeviceIndex index = 0;
-  std::string error;
-};
-
 napi_value cuda_synchronize_async(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
   if (cuda_device_count() == 0) throw std::runtime_error("CUDA is not available");
-  auto* w = new SyncWork();
-  w->index = cuda_index(env, a.argv[0]);
-  napi_value promise;
-  check(env, napi_create_promise(env, &w->deferred, &promise), "promise");
-  napi_value name = make_string(env, "cudaSynchronizeAsync");
-  check(env, napi_create_async_work(env, nullptr, name,
-      [](napi_env, void* data) {
-        auto* w = static_cast<SyncWork*>(data);
-        try {
-          at::detail::getCUDAHooks().deviceSynchronize(w->index);
-        } catch (const std::exception& e) {
-          w->error = e.what();
-        }
-      },
-      [](napi_env env, napi_status, void* data) {
-        auto* w = static_cast<SyncWork*>(data);
-        if (w->error.empty()) {
-          napi_resolve_deferred(env, w->deferred, make_undefined(env));
-        } else {
-          napi_value msg, err;
-          napi_create_string_utf8(env, w->error.c_str(), w->error.size(), &msg);
-          napi_create_error(env, nullptr, msg, &err);
-          napi_reject_deferred(env, w->deferred, err);
-        }
-        napi_delete_async_work(env, w->work);
-        delete w;
-      },
-      w, &w->work), "async work");
-  check(env, napi_queue_async_work(env, w->work), "queue async work");
-  return promise;
+  const c10::DeviceIndex index = cuda_index(env, a.argv[0]);
+  return run_async(env, "cudaSynchronizeAsync", [index]() { at::detail::getCUDAHooks().deviceSynchronize(index); },
+                   [](napi_env env) { return make_undefined(env); });
   DPO_CATCH(env)
 }
 
