@@ -1,6 +1,6 @@
 // The latent cache end to end, as a user runs it: `cache` then `train --latent_cache` gives the
 // losses and weights of a run from the images (tiny SD with flips, caption dropout, caption lists
-// and an unusable row: bit-identical; tiny SDXL encoded in other batch sizes: within a stated tolerance); a build killed with SIGKILL and run again writes the same bytes
+// and an unusable row: bit-identical, also across a resume; tiny SDXL encoded in other batch sizes: within a stated tolerance); a build killed with SIGKILL and run again writes the same bytes
 // as one that was never interrupted; a cache that does not fit the run is refused, naming why.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -58,6 +58,18 @@ describe('train from a latent cache', () => {
     assertSameUNet(join(dir, 'from-images'), join(dir, 'from-cache'), 'from the images and from the cache');
     // the final pipeline is complete: the frozen components copied from the model
     for (const f of ['vae/config.json', 'text_encoder/config.json', 'tokenizer/vocab.json', 'model_index.json']) assert.ok(existsSync(join(dir, 'from-cache', f)), f);
+  });
+
+  test('a run from the cache killed after a checkpoint and resumed ends as the uninterrupted one, bit for bit', async () => {
+    const whole = join(dir, 'from-cache'); // the previous test's run: 5 updates, a checkpoint at 5
+    const cut = join(dir, 'cache-resumed');
+    const first = await runTrain(trainFlags(cut, ['--latent_cache', join(dir, 'cache'), '--max_train_steps', '2', '--checkpointing_steps', '2']));
+    assert.equal(first.code, 0, first.err);
+    const second = await runTrain(trainFlags(cut, ['--latent_cache', join(dir, 'cache')]));
+    assert.equal(second.code, 0, second.err);
+    assert.match(second.err, /resumed from .*checkpoint-2 at step 2/);
+    assertSameUNet(whole, cut, 'resumed from the cache vs uninterrupted');
+    assert.deepEqual(metricsRows(cut).map((r) => r.train_loss), metricsRows(whole).map((r) => r.train_loss));
   });
 
   test('SDXL: both encoders\' states and the pooled embeds come from the cache; the same losses', async () => {
