@@ -4,7 +4,7 @@
 // SIGKILL of every process and a resume end bit-identical to an uninterrupted 2-process run; the
 // launcher stops the job when a rank dies, and passes SIGTERM on; torchrun's and SLURM's variables.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,7 +26,9 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 interface Exit { rank: number; code: number | null; signal: NodeJS.Signals | null; out: string; err: string }
 
 function spawnRank(args: string[], env: Record<string, string>, rank: number): { pid: number; done: Promise<Exit> } {
-  const p = spawn(process.execPath, args, { env: { ...process.env, DPO_NUM_THREADS: '1', ...env } });
+  // a script runs under this node; anything else (python for torchrun) is its own command
+  const [cmd, rest] = args[0]!.endsWith('.js') ? [process.execPath, args] : [args[0]!, args.slice(1)];
+  const p = spawn(cmd, rest, { env: { ...process.env, DPO_NUM_THREADS: '1', ...env } });
   let out = '';
   let err = '';
   p.stdout.on('data', (d) => (out += d));
@@ -170,6 +172,22 @@ describe('data-parallel training', { skip }, () => {
     assert.deepEqual(tail(metricsRows(cut)), tail(metricsRows(whole)));
     const state = JSON.parse(readFileSync(join(cut, 'checkpoint-12', 'trainer_state.json'), 'utf8')) as { ranks: unknown[] };
     assert.equal(state.ranks.length, 2, 'each rank\'s data position and generators');
+  });
+
+  test('under torchrun itself (python -m torch.distributed.run --no-python): the weights of the launcher\'s run', async (t) => {
+    const python = process.env.DPO_PYTHON ?? 'python3';
+    const probe = spawnSync(python, ['-c', 'import torch.distributed.run'], { encoding: 'utf8' });
+    if (probe.status !== 0) return t.skip(`no torchrun here (${python} cannot import torch.distributed.run)`);
+    const viaLaunch = join(dir, 'via-launch');
+    const viaTorchrun = join(dir, 'via-torchrun');
+    const a = await launch(2, flags(viaLaunch, 2));
+    assert.equal(a.code, 0, a.err);
+    const port = String(await freePort());
+    const b = await spawnRank([python, '-m', 'torch.distributed.run', '--no-python', '--nproc_per_node', '2', '--master_port', port,
+      process.execPath, bin, 'train', ...flags(viaTorchrun, 2)], {}, 0).done;
+    assert.equal(b.code, 0, b.err);
+    assert.match(b.err, /processes: 2 \(torchrun variables; rank 0/);
+    assertSameUNet(viaLaunch, viaTorchrun, 'diffusion-dpo launch vs torchrun');
   });
 
   test('resuming with another number of processes is refused, naming world_size', async () => {

@@ -126,7 +126,9 @@ export class DataParallel {
     const { rank, worldSize: size, masterAddr, masterPort } = layout;
     let store: torch.distributed.Store;
     try {
-      store = await torch.distributed.Store.connect({ host: masterAddr, port: masterPort, isServer: rank === 0, worldSize: size, timeoutMs: o.timeoutMs });
+      // under torchrun its agent already serves the store at MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE), as for torch.distributed's env:// init
+      const agentStore = process.env.TORCHELASTIC_USE_AGENT_STORE === 'True';
+      store = await torch.distributed.Store.connect({ host: masterAddr, port: masterPort, isServer: rank === 0 && !agentStore, worldSize: size, timeoutMs: o.timeoutMs });
     } catch (e) {
       throw new torch.distributed.DistributedError(`rank ${rank} of ${size}: ${(e as Error).message}`, { cause: e });
     }

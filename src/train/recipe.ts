@@ -320,8 +320,8 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
     saves: { pending: null, failed: null, count: 0 },
   };
   if (resumePath && saved) restore(state, resumePath, saved, events);
-  // every process starts from rank 0's weights (DDP's constructor broadcasts them)
-  if (dp) await dp.broadcastFromRankZero(params);
+  // every process starts from rank 0's weights and buffers (DDP's constructor broadcasts them)
+  if (dp) await dp.broadcastFromRankZero([...params, ...unet.buffers()]);
   const mem = monitor.deviceMemoryMb();
   events.info(`memory after setup: host RSS ${mb(process.memoryUsage().rss / 2 ** 20)}` +
     (mem ? `; ${device} ${mb(mem.allocated)} allocated, ${mb(mem.reserved)} reserved` : ''));
