@@ -88,6 +88,9 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   ddp_bucket_mb: { args: ['--ddp_bucket_mb', '50'] },
   ddp_timeout: { args: ['--ddp_timeout', '60'] },
   sample_seeds: { args: ['--sample_seeds'] },
+  loss_type: { args: ['--loss_type', 'hinge'] },
+  beta_mapo: { args: ['--loss_type', 'mapo', '--beta_mapo', '0.2'] },
+  mapo_snr_value: { args: ['--loss_type', 'mapo', '--mapo_snr_value', '0.3'] },
 };
 
 function diff(a: unknown, b: unknown, path = ''): string[] {

@@ -2,7 +2,7 @@
 // work), with the reference's defaults and a help text written once here; plus our own few
 // (`--config`, `--checkpoints_total_limit`, `--sync_checkpoint_saves`, `--timestep_mode`, `--offload_frozen`, `--device`,
 // `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`, `--latent_cache`,
-// `--ddp_bucket_mb`, `--ddp_timeout`, `--sample_seeds`).
+// `--ddp_bucket_mb`, `--ddp_timeout`, `--sample_seeds`, `--loss_type`, `--beta_mapo`, `--mapo_snr_value`).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
@@ -61,7 +61,10 @@ export const FLAGS = {
   proportion_empty_prompts: { type: 'float', default: 0.2, min: 0, max: 1, help: 'Probability of training on an empty caption.' },
   sdxl: { type: 'boolean', default: false, help: 'SDXL (forces Adafactor and gradient checkpointing, as the reference).' },
   sft: { type: 'boolean', default: false, help: 'Supervised fine-tuning on the preferred images instead of DPO.' },
-  beta_dpo: { type: 'float', default: 5000, min: 0, help: 'DPO temperature beta.' },
+  beta_dpo: { type: 'float', default: 5000, min: 0, help: 'DPO temperature beta (also the beta of --loss_type hinge and ipo).' },
+  loss_type: { type: 'string', default: 'sigmoid', help: 'The objective: sigmoid (Diffusion-DPO), hinge, ipo, mapo (reference-free: no reference UNet is loaded) or sft (as --sft). docs/training.md#objectives gives each formula and source.', choices: ['sigmoid', 'hinge', 'ipo', 'mapo', 'sft'] },
+  beta_mapo: { type: 'float', default: 0.1, min: 0, help: '--loss_type mapo: the weight of its margin term (MaPO\'s beta_mapo).' },
+  mapo_snr_value: { type: 'float', default: 0.5, min: 0, help: '--loss_type mapo: c in its score c*m/(exp(c*m) - 1) of a per-sample MSE m (MaPO\'s snr_value).' },
   timestep_mode: { type: 'string', default: null, help: 'default, refiner (t % 200) or turbo (250 (t % 4) + 249 with a zero-terminal-SNR schedule). Unset: guessed from the model name as train.py does, and said at start.', choices: ['default', 'refiner', 'turbo'] },
   ddp_bucket_mb: { type: 'float', default: 25, min: 0.001, help: 'Multi-process runs: gradients are averaged in buckets of about this many MB (DDP\'s bucket_cap_mb).' },
   ddp_timeout: { type: 'int', default: 1800, min: 1, help: 'Multi-process runs: seconds a rank waits for the others (rendezvous, each collective) before the job fails, naming the rank.' },

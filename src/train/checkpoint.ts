@@ -24,6 +24,8 @@ export interface RunSignature {
   gradient_accumulation_steps: number;
   world_size: number;
   method: 'dpo' | 'sft';
+  /** The pairwise objective; absent in checkpoints written before it existed (then sigmoid). */
+  loss_type?: string;
   resolution: number;
   seed: number;
   learning_rate: number;
@@ -217,7 +219,8 @@ export function signatureChanges(saved: RunSignature, now: RunSignature): string
     const { dataset, ...rest } = s;
     return { ...rest, ...Object.fromEntries(Object.entries(dataset).map(([k, v]) => [`dataset ${k}`, v])) };
   };
-  const a = flat(saved);
+  // checkpoints written before --loss_type trained Diffusion-DPO's sigmoid objective
+  const a = flat({ ...saved, loss_type: saved.loss_type ?? 'sigmoid' });
   const b = flat(now);
   for (const k of Object.keys(b)) if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(`${k}: ${JSON.stringify(a[k])} -> ${JSON.stringify(b[k])}`);
   return out;

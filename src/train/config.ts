@@ -9,6 +9,7 @@ import { ArgsError, type ParsedTrainArgs } from './args.js';
 import { resolveDeviceFlag } from '../util/device_flag.js';
 import type { TimestepMode } from './step.js';
 import { processLayout, type ProcessLayout } from './data_parallel.js';
+import type { PairLossType } from './objectives.js';
 
 export interface AdamWConfig {
   kind: 'adamw';
@@ -54,7 +55,11 @@ export interface TrainConfig {
   };
   objective: {
     method: 'dpo' | 'sft';
+    /** The pairwise objective of a DPO-style run (sigmoid for SFT, where it has no part). */
+    lossType: PairLossType;
     betaDpo: number;
+    betaMapo: number;
+    mapoSnrValue: number;
     noiseOffset: number;
     inputPerturbation: number;
     /** Per-pair generators (--sample_seeds) instead of the default generator's batch draws. */
@@ -178,7 +183,15 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
   const epochsDecide = a.given.has('num_train_epochs') && !a.given.has('max_train_steps');
   if (epochsDecide) notes.push(`length: ${a.num_train_epochs} epoch(s) (--num_train_epochs without --max_train_steps)`);
   const learningRate = a.scale_lr ? a.learning_rate * a.gradient_accumulation_steps * a.train_batch_size * worldSize : a.learning_rate;
-  const method = a.sft ? 'sft' : 'dpo';
+  if (a.sft && a.given.has('loss_type') && a.loss_type !== 'sft') throw new ArgsError(`--sft trains on the preferred images alone; it cannot be combined with --loss_type ${a.loss_type}`);
+  const method = a.sft || a.loss_type === 'sft' ? 'sft' : 'dpo';
+  const lossType = (method === 'sft' ? 'sigmoid' : a.loss_type) as PairLossType;
+  for (const f of ['beta_mapo', 'mapo_snr_value'] as const) {
+    if (a.given.has(f) && lossType !== 'mapo') throw new ArgsError(`--${f} applies to --loss_type mapo (this run's objective is ${method === 'sft' ? 'sft' : lossType})`);
+  }
+  // train.py accepts --beta_dpo with --sft (and ignores it): said, not refused, so its command lines still run
+  if (a.given.has('beta_dpo') && (method === 'sft' || lossType === 'mapo')) notes.push(`--beta_dpo has no part in ${method === 'sft' ? 'SFT' : 'MaPO (its weight is --beta_mapo)'}`);
+  if (method === 'dpo' && lossType !== 'sigmoid') notes.push(`objective: ${lossType}${lossType === 'mapo' ? ` (beta_mapo ${a.beta_mapo}, snr value ${a.mapo_snr_value}; no reference UNet)` : ` (beta ${a.beta_dpo})`}`);
   if (method === 'dpo' && a.given.has('image_column')) {
     throw new ArgsError('--image_column applies to SFT on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
   }
@@ -197,7 +210,10 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       randomCrop: a.random_crop, hflip: !a.no_hflip, proportionEmptyPrompts: a.proportion_empty_prompts, numWorkers: a.dataloader_num_workers,
       excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction, latentCache: a.latent_cache,
     },
-    objective: { method, betaDpo: a.beta_dpo, noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation, sampleSeeds: a.sample_seeds },
+    objective: {
+      method, lossType, betaDpo: a.beta_dpo, betaMapo: a.beta_mapo, mapoSnrValue: a.mapo_snr_value,
+      noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation, sampleSeeds: a.sample_seeds,
+    },
     batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: layout.rank },
     distributed: { layout, timeoutMs: a.ddp_timeout * 1000, bucketBytes: Math.round(a.ddp_bucket_mb * 2 ** 20) },
     schedule: {

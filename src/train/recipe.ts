@@ -29,6 +29,7 @@ import { OffloadPlacement, residentPlacement, type FrozenPlacement } from './pla
 import { createDiffusionStep, type DiffusionModels, type DiffusionStep } from './step.js';
 import { ResourceMonitor, type ResourceSummary } from './telemetry.js';
 import { NonFiniteLossError, runUpdate } from './update.js';
+import { needsReference } from './objectives.js';
 import { UserError } from '../util/errors.js';
 
 export interface TrainEvents {
@@ -127,7 +128,9 @@ async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainE
   // from a latent cache the VAE and text encoders are never needed: only the UNets are loaded
   const pipeline = cached ? null : loadPipeline(modelPath, { device: 'cpu', unetFolder: join(unetSource, 'unet'), vaeFolder });
   const unet = pipeline?.unet ?? loadUNet(join(unetSource, 'unet'), { device: 'cpu' });
-  const refUnet = config.objective.method === 'dpo' ? loadUNet(join(unetSource, 'unet'), { device: 'cpu', dtype: precision.weightDtype }) : null;
+  // a reference-free objective (MaPO) loads no reference UNet: one UNet in memory
+  const { method, lossType } = config.objective;
+  const refUnet = method === 'dpo' && needsReference(lossType) ? loadUNet(join(unetSource, 'unet'), { device: 'cpu', dtype: precision.weightDtype }) : null;
   // the trained UNet stays float32 (mixed precision autocasts its forward); the frozen models run in the weight dtype
   unet.to(device).train();
   if (memory.gradientCheckpointing) unet.enableGradientCheckpointing();
@@ -298,6 +301,7 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
   const scaler = config.precision.mixed === 'fp16' ? new torch.GradScaler(device) : null;
   const signature: RunSignature = {
     train_batch_size: batch.perDevice, gradient_accumulation_steps: batch.accumulation, world_size: w, method: config.objective.method,
+    loss_type: config.objective.lossType,
     resolution: config.data.resolution, seed, learning_rate: sc.learningRate, lr_scheduler: sc.lrScheduler, lr_warmup_steps: sc.warmupSteps,
     optimizer: config.optimizer.kind,
     dataset: {
@@ -306,7 +310,8 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
     },
   };
   const step = createDiffusionStep(models, {
-    method: config.objective.method, betaDpo: config.objective.betaDpo, noiseOffset: config.objective.noiseOffset,
+    method: config.objective.method, betaDpo: config.objective.betaDpo, lossType: config.objective.lossType,
+    betaMapo: config.objective.betaMapo, mapoSnrValue: config.objective.mapoSnrValue, noiseOffset: config.objective.noiseOffset,
     inputPerturbation: config.objective.inputPerturbation, timestepMode: config.model.timestepMode, resolution: config.data.resolution,
     weightDtype: config.precision.weightDtype, placement,
     autocast: config.precision.mixed === 'no' ? null : { device, dtype: config.precision.weightDtype },

@@ -21,7 +21,8 @@ import * as torch from '../torch/index.js';
 import { DiagonalGaussianDistribution, encodeSdxlPrompt, type AddedCond, type AutoencoderKL, type CLIPTextModel, type CLIPTextModelWithProjection, type UNet2DConditionModel } from '../models/index.js';
 import type { NoiseSchedule } from '../schedulers/noise_schedule.js';
 import type { CLIPTokenizer } from '../tokenizers/clip.js';
-import { dpoLoss, sftLoss, type DpoLossOutput } from './dpo_loss.js';
+import { sftLoss, type DpoLossOutput } from './dpo_loss.js';
+import { needsReference, pairLoss, type PairLossOutput, type PairLossType } from './objectives.js';
 import { residentPlacement, type FrozenPlacement } from './placement.js';
 import { UserError } from '../util/errors.js';
 import { perSampleDraws, type StepDraws } from './draws.js';
@@ -47,6 +48,11 @@ export interface DiffusionModels {
 export interface StepConfig {
   method: 'dpo' | 'sft';
   betaDpo: number;
+  /** The pairwise objective (objectives.ts); default sigmoid, Diffusion-DPO's. */
+  lossType?: PairLossType;
+  /** MaPO's β and c (its snr_value). */
+  betaMapo?: number;
+  mapoSnrValue?: number;
   noiseOffset: number;
   inputPerturbation: number;
   timestepMode: TimestepMode;
@@ -94,7 +100,10 @@ export interface StepBatch {
 
 export interface StepOutput {
   loss: torch.Tensor;
+  /** Diffusion-DPO's (sigmoid) intermediate values; null for the other objectives and SFT. */
   dpo: DpoLossOutput | null;
+  /** The pairwise objective's loss and logged values; null for SFT. */
+  preference: PairLossOutput | null;
   /** Everything in between, for parity checks and logs. */
   latents: torch.Tensor;
   noise: torch.Tensor;
@@ -164,7 +173,8 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
   if (m.noise.config.predictionType !== 'epsilon') {
     throw new UserError(`the scheduler's prediction_type is '${m.noise.config.predictionType}': Diffusion-DPO as in the reference trains epsilon-prediction models only`);
   }
-  if (cfg.method === 'dpo' && !m.refUnet) throw new Error('DPO needs a reference UNet');
+  const lossType = cfg.lossType ?? 'sigmoid';
+  if (cfg.method === 'dpo' && needsReference(lossType) && !m.refUnet) throw new Error(`the ${lossType} objective needs a reference UNet`);
   const placement = cfg.placement ?? residentPlacement;
   const condition = m.kind === 'sdxl' ? sdxlConditioner(m, cfg, placement) : sdConditioner(m, placement);
   const mapTimesteps = timestepMap(cfg.timestepMode);
@@ -225,13 +235,15 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
     const predict = () => m.unet.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample;
     const modelPred = cfg.autocast ? torch.autocast(cfg.autocast, predict).float() : predict();
     const inner = { latents, noise, timesteps, noisyLatents, encoderHiddenStates, pooledPromptEmbeds, addTimeIds, modelPred };
-    if (!pairs) return { ...inner, loss: sftLoss(modelPred, target), dpo: null, refPred: null };
-    const ref = m.refUnet!;
-    const refPred = placement.run(ref, (dev) => torch.noGrad(() => ref.forward(
+    if (!pairs) return { ...inner, loss: sftLoss(modelPred, target), dpo: null, preference: null, refPred: null };
+    const ref = m.refUnet;
+    const refPred = ref ? placement.run(ref, (dev) => torch.noGrad(() => ref.forward(
       noisyLatents.to({ device: dev }), timesteps.to({ device: dev }), encoderHiddenStates.to({ device: dev }),
       { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } },
-    ).sample)).to({ device });
-    const dpo = dpoLoss(modelPred, refPred, target, cfg.betaDpo);
-    return { ...inner, loss: dpo.loss, dpo, refPred };
+    ).sample)).to({ device }) : null;
+    const preference = pairLoss(lossType, modelPred, refPred, target, {
+      beta: cfg.betaDpo, betaMapo: cfg.betaMapo, mapoSnrValue: cfg.mapoSnrValue, numTrainTimesteps: m.noise.config.numTrainTimesteps,
+    });
+    return { ...inner, loss: preference.loss, dpo: preference.dpo, preference, refPred };
   });
 }

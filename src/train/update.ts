@@ -44,8 +44,9 @@ function microStep(s: TrainState, batch: Batch): torch.Tensor {
     const r = s.step(inputs);
     const scaled = r.loss.div(s.config.batch.accumulation);
     (s.scaler ? s.scaler.scale(scaled) : scaled).backward();
-    const d = r.dpo;
-    return torch.stack([r.loss.float(), ...(d ? [d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss.float()] : [])]).keep();
+    const d = r.preference;
+    // without a reference model (MaPO) the reference MSE slot holds NaN and is not logged
+    return torch.stack([r.loss.float(), ...(d ? [d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss?.float() ?? torch.tensor(Number.NaN, { device: r.loss.device })] : [])]).keep();
   });
 }
 
@@ -150,7 +151,7 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
     // train.py accumulates the implicit accuracy and logs the last micro-step's MSEs ("unaccumulated")
     const last = values[values.length - 1]!;
     Object.assign(out, {
-      model_mse_unaccumulated: last[2]!, ref_mse_unaccumulated: last[3]!,
+      model_mse_unaccumulated: last[2]!, ...(Number.isNaN(last[3]!) ? {} : { ref_mse_unaccumulated: last[3]! }),
       implicit_acc_accumulated: values.reduce((sum, v) => sum + v[1]! / accum, 0),
     });
   }

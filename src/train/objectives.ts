@@ -1,0 +1,99 @@
+// Pairwise preference objectives beyond Diffusion-DPO's sigmoid (dpo_loss.ts), as pure functions of
+// the predictions. The batch is [w_1..w_B, l_1..l_B] (preferred, then dispreferred) with shared
+// noise per pair; m = per-sample MSE against the target (the noise), m_ref the reference model's;
+//   Δ = (m(w) − m(l)) − (m_ref(w) − m_ref(l))
+// is Diffusion-DPO's per-pair quantity, whose negative half, −½Δ, plays the part of the
+// log-likelihood-ratio difference of language-model DPO (Wallace et al. 2023, eq. 14).
+//
+//   sigmoid (Diffusion-DPO)   −log σ(−½·β·Δ)                         dpo_loss.ts
+//   hinge (SLiC; trl)         relu(1 − β·(−½Δ)) = relu(1 + ½·β·Δ)
+//   ipo (Azar et al. 2023)    (−½Δ − 1/(2β))²: trl's IPO with its log-ratio difference replaced by −½Δ,
+//                             so the pairs are pulled to a margin −½Δ = 1/(2β); β plays IPO's 1/τ-like
+//                             role (a larger β, a smaller target margin). The diffusers example's IPO
+//                             branch refers to an undefined variable; this is the form written down here.
+//   mapo (Hong et al. 2024)   mean m(w) − β_mapo·mean log σ(T·(f(m(w)) − f(m(l)))),
+//                             f(m) = c·m / (e^{c·m} − 1), c the "snr value" (0.5), T the number of
+//                             training timesteps; no reference model (mapo-t2i/mapo utils.py compute_loss)
+//
+// Every loss is the mean over pairs. Implicit accuracy is the share of pairs the objective ranks
+// right: −½Δ > 0 for the reference-based ones, f(m(w)) > f(m(l)) (m(w) < m(l)) for MaPO.
+import * as torch from '../torch/index.js';
+import { dpoLoss, perSampleMse, type DpoLossOutput } from './dpo_loss.js';
+
+export const PAIR_LOSS_TYPES = ['sigmoid', 'hinge', 'ipo', 'mapo'] as const;
+export type PairLossType = (typeof PAIR_LOSS_TYPES)[number];
+
+export interface PairLossOptions {
+  /** β of sigmoid, hinge and IPO (--beta_dpo). */
+  beta: number;
+  /** MaPO: β_mapo and c (MaPO's snr_value), and T, the scheduler's training timesteps. */
+  betaMapo?: number;
+  mapoSnrValue?: number;
+  numTrainTimesteps?: number;
+}
+
+export interface PairLossOutput {
+  loss: torch.Tensor;
+  /** per-sample MSE of the trained model, [2B] */
+  modelLosses: torch.Tensor;
+  implicitAcc: torch.Tensor;
+  /** 0.5 (mean mse_w + mean mse_l), for logging */
+  rawModelLoss: torch.Tensor;
+  /** mean reference MSE, for logging; null without a reference model */
+  rawRefLoss: torch.Tensor | null;
+  /** sigmoid: Diffusion-DPO's intermediate values (the parity cases check them) */
+  dpo: DpoLossOutput | null;
+}
+
+/** Whether the objective compares against a frozen reference model (MaPO does not: no reference UNet is loaded). */
+export function needsReference(type: PairLossType): boolean {
+  return type !== 'mapo';
+}
+
+/** Reference-based objectives: −½Δ per pair, from the model's and the reference's per-sample MSEs. */
+function halfNegDelta(modelLosses: torch.Tensor, refPred: torch.Tensor, target: torch.Tensor): { logits: torch.Tensor; rawRefLoss: torch.Tensor } {
+  const [mW, mL] = modelLosses.chunk(2);
+  const { refDiff, rawRefLoss } = torch.noGrad(() => {
+    const r = perSampleMse(refPred.detach(), target);
+    const [rW, rL] = r.chunk(2);
+    return { refDiff: rW!.sub(rL!), rawRefLoss: r.mean() };
+  });
+  return { logits: mW!.sub(mL!).sub(refDiff).mul(-0.5), rawRefLoss };
+}
+
+/** MaPO's f(m) = c·m / (e^{c·m} − 1), as its compute_loss writes it. */
+function mapoScore(m: torch.Tensor, c: number): torch.Tensor {
+  const cm = m.mul(c);
+  return cm.div(cm.exp().sub(1));
+}
+
+/**
+ * The objective's loss and what it logs. modelPred, refPred, target: [2B, C, H, W], first half
+ * preferred; refPred is null for MaPO.
+ */
+export function pairLoss(type: PairLossType, modelPred: torch.Tensor, refPred: torch.Tensor | null, target: torch.Tensor, o: PairLossOptions): PairLossOutput {
+  if (type === 'sigmoid') {
+    if (!refPred) throw new Error('the sigmoid objective needs the reference prediction');
+    const d: DpoLossOutput = dpoLoss(modelPred, refPred, target, o.beta);
+    return { loss: d.loss, modelLosses: d.modelLosses, implicitAcc: d.implicitAcc, rawModelLoss: d.rawModelLoss, rawRefLoss: d.rawRefLoss, dpo: d };
+  }
+  return torch.tidy(() => {
+    const modelLosses = perSampleMse(modelPred, target);
+    const [mW, mL] = modelLosses.chunk(2);
+    const rawModelLoss = mW!.mean().add(mL!.mean()).mul(0.5);
+    const accuracy = (margin: torch.Tensor) => torch.noGrad(() => margin.gt(0).sum().float().div(margin.shape[0]!));
+    if (type === 'mapo') {
+      const c = o.mapoSnrValue ?? 0.5;
+      const t = o.numTrainTimesteps ?? 1000;
+      const logOdds = mapoScore(mW!, c).sub(mapoScore(mL!, c));
+      const ratio = torch.F.logSigmoid(logOdds.mul(t)).mul(o.betaMapo ?? 0.1);
+      return { loss: mW!.mean().sub(ratio.mean()), modelLosses, implicitAcc: accuracy(logOdds), rawModelLoss, rawRefLoss: null, dpo: null };
+    }
+    if (!refPred) throw new Error(`the ${type} objective needs the reference prediction`);
+    const { logits, rawRefLoss } = halfNegDelta(modelLosses, refPred, target);
+    const loss = type === 'hinge'
+      ? torch.F.relu(logits.mul(-o.beta).add(1)).mean()
+      : logits.sub(1 / (2 * o.beta)).pow(2).mean(); // ipo
+    return { loss, modelLosses, implicitAcc: accuracy(logits), rawModelLoss, rawRefLoss, dpo: null };
+  });
+}

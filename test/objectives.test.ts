@@ -1,0 +1,135 @@
+// The pairwise objectives (src/train/objectives.ts) on worked examples computed by hand from their
+// formulas, their gradients' directions, and each one end to end on the tiny SD pipeline: MaPO
+// without a reference UNet; the objective is part of the run's signature, and the flags that only
+// apply to one objective are refused with another.
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import * as torch from '../src/torch/index.js';
+import { needsReference, pairLoss, PAIR_LOSS_TYPES } from '../src/train/objectives.js';
+import { parseTrainArgs } from '../src/train/args.js';
+import { resolveTrainConfig } from '../src/train/config.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { metricsRows, runTrain } from './helpers/train_cli.js';
+
+/** Predictions whose per-sample MSE against a zero target is `mses` (first half preferred), in float64 so the worked values hold to 1e-9. */
+function predWithMse(mses: number[], requiresGrad = false): torch.Tensor {
+  const t = torch.tensor(mses.map(Math.sqrt), { dtype: 'float64' }).reshape([mses.length, 1, 1, 1]);
+  return requiresGrad ? t.requiresGrad_(true) : t;
+}
+
+const zero = () => torch.zeros([2, 1, 1, 1], { dtype: 'float64' });
+const item = (t: torch.Tensor) => t.item();
+
+describe('worked examples: m(w) = 0.3, m(l) = 0.5, m_ref(w) = m_ref(l) = 0.4, so Δ = -0.2 and -Δ/2 = 0.1', () => {
+  const model = () => predWithMse([0.3, 0.5]);
+  const ref = () => predWithMse([0.4, 0.4]);
+  test('sigmoid, β = 10: -log σ(1) = log(1 + e^-1) = 0.3132617', () => {
+    torch.tidy(() => {
+      const out = pairLoss('sigmoid', model(), ref(), zero(), { beta: 10 });
+      assert.ok(Math.abs(item(out.loss) - 0.31326168751822286) < 1e-9);
+      assert.equal(item(out.implicitAcc), 1);
+      assert.ok(out.dpo, 'the sigmoid objective keeps Diffusion-DPO\'s intermediate values');
+    });
+  });
+  test('hinge, β = 5: relu(1 - 5 x 0.1) = 0.5; β = 10: relu(0) = 0', () => {
+    torch.tidy(() => {
+      assert.ok(Math.abs(item(pairLoss('hinge', model(), ref(), zero(), { beta: 5 }).loss) - 0.5) < 1e-9);
+      assert.ok(Math.abs(item(pairLoss('hinge', model(), ref(), zero(), { beta: 10 }).loss)) < 1e-9);
+    });
+  });
+  test('ipo, β = 10: (0.1 - 1/20)^2 = 0.0025; the pair is pulled to the margin 1/(2β)', () => {
+    torch.tidy(() => {
+      const out = pairLoss('ipo', model(), ref(), zero(), { beta: 10 });
+      assert.ok(Math.abs(item(out.loss) - 0.0025) < 1e-9);
+      assert.ok(Math.abs(item(out.rawRefLoss!) - 0.4) < 1e-9);
+      // at -Δ/2 = 0.05 exactly, the loss is zero
+      assert.ok(Math.abs(item(pairLoss('ipo', predWithMse([0.3, 0.4]), ref(), zero(), { beta: 10 }).loss)) < 1e-12);
+    });
+  });
+  test('mapo (β_mapo 0.1, c 0.5, T 1000), m(w) = 0.3, m(l) = 0.3002: 0.3 - 0.1 log σ(1000 (f(0.3) - f(0.3002))) = 0.3669679; no reference', () => {
+    torch.tidy(() => {
+      const out = pairLoss('mapo', predWithMse([0.3, 0.3002]), null, zero(), { beta: 5000, betaMapo: 0.1, mapoSnrValue: 0.5, numTrainTimesteps: 1000 });
+      assert.ok(Math.abs(item(out.loss) - 0.366967867665497) < 1e-9, `${item(out.loss)}`);
+      assert.equal(item(out.implicitAcc), 1, 'm(w) < m(l): ranked right');
+      assert.equal(out.rawRefLoss, null);
+      assert.equal(needsReference('mapo'), false);
+      assert.ok(PAIR_LOSS_TYPES.filter((t) => t !== 'mapo').every(needsReference));
+    });
+  });
+});
+
+describe('gradients', () => {
+  test('every reference-based objective lowers m(w) relative to m(l) while the pair is below its margin', () => {
+    for (const type of ['sigmoid', 'hinge', 'ipo'] as const) {
+      torch.tidy(() => {
+        // -Δ/2 = 0 < margin: each objective pushes the preferred MSE down and the dispreferred up
+        const p = predWithMse([0.4, 0.4], true);
+        pairLoss(type, p, predWithMse([0.4, 0.4]), zero(), { beta: 10 }).loss.backward();
+        const [gw, gl] = p.grad!.toArray();
+        assert.ok(gw! > 0 && gl! < 0, `${type}: d/dpred = ${gw}, ${gl}`);
+      });
+    }
+  });
+  test('hinge has no gradient once the margin is met; MaPO always pulls m(w) down', () => {
+    torch.tidy(() => {
+      const p = predWithMse([0.3, 0.5], true);
+      pairLoss('hinge', p, predWithMse([0.4, 0.4]), zero(), { beta: 20 }).loss.backward();
+      assert.ok(p.grad!.toArray().every((g) => g === 0), `${p.grad!.toArray()}`);
+      const q = predWithMse([0.3, 0.5], true);
+      pairLoss('mapo', q, null, zero(), { beta: 0, betaMapo: 0.1, mapoSnrValue: 0.5, numTrainTimesteps: 1000 }).loss.backward();
+      assert.ok(q.grad!.toArray()[0]! > 0, 'the preferred image\'s MSE term');
+    });
+  });
+});
+
+describe('training with each objective', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dpo-objectives-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const model = join(dir, 'model');
+  let data = '';
+  before(async () => {
+    writeTinyPipeline(model, 2);
+    data = await writeWarmPreferenceSet(join(dir, 'data'), 8, 16, 3);
+  });
+  const flags = (out: string, extra: string[]) => ['--pretrained_model_name_or_path', model, '--dataset_name', data, '--output_dir', out,
+    '--resolution', '16', '--train_batch_size', '2', '--max_train_steps', '3', '--learning_rate', '1e-3', '--lr_scheduler', 'constant',
+    '--lr_warmup_steps', '0', '--checkpointing_steps', '3', '--mixed_precision', 'no', '--seed', '2', ...extra];
+
+  for (const type of ['hinge', 'ipo', 'mapo'] as const) {
+    test(`--loss_type ${type}: trains, logs, and saves`, async () => {
+      const out = join(dir, type);
+      const r = await runTrain(flags(out, ['--loss_type', type]));
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.err, new RegExp(`objective: ${type}`));
+      const rows = metricsRows(out);
+      assert.equal(rows.length, 3);
+      assert.ok(rows.every((x) => Number.isFinite(x.train_loss) && x.implicit_acc_accumulated! >= 0));
+      if (type === 'mapo') {
+        assert.match(r.err, /no reference UNet/);
+        assert.ok(rows.every((x) => !('ref_mse_unaccumulated' in x)), 'no reference MSE without a reference model');
+      } else {
+        assert.ok(rows.every((x) => Number.isFinite(x.ref_mse_unaccumulated)));
+      }
+    });
+  }
+
+  test('resuming with another objective is refused, naming loss_type', async () => {
+    const r = await runTrain(flags(join(dir, 'hinge'), ['--loss_type', 'ipo', '--max_train_steps', '4']));
+    assert.equal(r.code, 1);
+    assert.match(r.err, /loss_type: "hinge" -> "ipo"/);
+  });
+});
+
+describe('flags', () => {
+  const base = ['--pretrained_model_name_or_path', 'm', '--dataset_name', 'd'];
+  const resolve = (args: string[]) => resolveTrainConfig(parseTrainArgs([...base, ...args]), { env: {}, cudaDevices: 0 });
+  test('--loss_type sft is --sft; --sft with another objective, and MaPO\'s flags with another, are refused', () => {
+    assert.equal(resolve(['--loss_type', 'sft']).objective.method, 'sft');
+    assert.throws(() => resolve(['--sft', '--loss_type', 'hinge']), /cannot be combined with --loss_type hinge/);
+    assert.throws(() => resolve(['--beta_mapo', '0.2']), /--beta_mapo applies to --loss_type mapo/);
+    assert.match(resolve(['--loss_type', 'mapo', '--beta_dpo', '100']).notes.join('\n'), /--beta_dpo has no part in MaPO/);
+  });
+});
