@@ -279,14 +279,17 @@ describe('data-parallel training', { skip }, () => {
 
 describe('process layout', () => {
   test('torchrun\'s variables, SLURM\'s, and what is refused', () => {
-    assert.deepEqual(processLayout({}), { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: '127.0.0.1', masterPort: 29500, source: 'single' });
-    assert.deepEqual(processLayout({ RANK: '3', WORLD_SIZE: '4', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: 'node0', MASTER_PORT: '1234' }),
-      { rank: 3, worldSize: 4, localRank: 1, localWorldSize: 2, masterAddr: 'node0', masterPort: 1234, source: 'torchrun' });
-    assert.deepEqual(processLayout({ SLURM_PROCID: '5', SLURM_NTASKS: '8', SLURM_LOCALID: '1', SLURM_NNODES: '2', MASTER_ADDR: 'gpu01' }),
-      { rank: 5, worldSize: 8, localRank: 1, localWorldSize: 4, masterAddr: 'gpu01', masterPort: 29500, source: 'slurm' });
-    assert.equal(processLayout({ SLURM_PROCID: '1', SLURM_NTASKS: '2' }).masterAddr, '127.0.0.1', 'one node: loopback');
-    assert.equal(processLayout({ SLURM_PROCID: '0', SLURM_NTASKS: '1' }).source, 'single');
-    assert.throws(() => processLayout({ SLURM_PROCID: '1', SLURM_NTASKS: '8', SLURM_NNODES: '2' }), /needs MASTER_ADDR.*scontrol show hostnames/);
+    assert.deepEqual(processLayout({}), { rank: 0, worldSize: 1, localRank: 0, localWorldSize: 1, masterAddr: '127.0.0.1', masterPort: 29500, source: 'single', attempt: 0 });
+    assert.deepEqual(processLayout({ RANK: '3', WORLD_SIZE: '4', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: 'node0', MASTER_PORT: '1234', TORCHELASTIC_RESTART_COUNT: '2' }),
+      { rank: 3, worldSize: 4, localRank: 1, localWorldSize: 2, masterAddr: 'node0', masterPort: 1234, source: 'torchrun', attempt: 2 });
+    assert.equal(processLayout({ RANK: '3', WORLD_SIZE: '4', MASTER_ADDR: 'pod0' }).localRank, 0, 'no LOCAL_RANK (a PyTorchJob pod): its first GPU');
+    const srun = { SLURM_STEP_ID: '0' };
+    assert.deepEqual(processLayout({ ...srun, SLURM_PROCID: '5', SLURM_NTASKS: '8', SLURM_LOCALID: '1', SLURM_NNODES: '2', MASTER_ADDR: 'gpu01' }),
+      { rank: 5, worldSize: 8, localRank: 1, localWorldSize: 4, masterAddr: 'gpu01', masterPort: 29500, source: 'slurm', attempt: 0 });
+    assert.equal(processLayout({ ...srun, SLURM_PROCID: '1', SLURM_NTASKS: '2' }).masterAddr, '127.0.0.1', 'one node: loopback');
+    assert.equal(processLayout({ ...srun, SLURM_PROCID: '0', SLURM_NTASKS: '1' }).source, 'single');
+    assert.equal(processLayout({ SLURM_PROCID: '0', SLURM_NTASKS: '8' }).source, 'single', 'an 8-task job\'s batch script, outside srun: one process');
+    assert.throws(() => processLayout({ ...srun, SLURM_PROCID: '1', SLURM_NTASKS: '8', SLURM_NNODES: '2' }), /needs MASTER_ADDR.*scontrol show hostnames/);
     assert.throws(() => processLayout({ RANK: '1', WORLD_SIZE: '2' }), /needs MASTER_ADDR/);
     assert.throws(() => processLayout({ RANK: '2', WORLD_SIZE: '2', MASTER_ADDR: 'x' }), /RANK 2 is outside WORLD_SIZE 2/);
     assert.throws(() => processLayout({ WORLD_SIZE: 'two' }), /WORLD_SIZE must be an integer/);

@@ -153,7 +153,8 @@ describe('decisions settled before the loop', () => {
     assert.equal(resolve([], { env: torchrun(1), cudaDevices: 2 }).device, 'cuda:1');
     const cpuRank = resolve([], { env: torchrun(1), cudaDevices: 0 });
     assert.deepEqual([cpuRank.device, cpuRank.batch.rank, cpuRank.batch.worldSize], ['cpu', 1, 2]);
-    assert.throws(() => resolve([], { env: torchrun(1), cudaDevices: 1 }), /CUDA device 1 does not exist/);
+    assert.equal(resolve([], { env: torchrun(1), cudaDevices: 1 }).device, 'cuda:0', 'one visible GPU (bound per task): that one');
+    assert.throws(() => resolve([], { env: { ...torchrun(1), LOCAL_RANK: '3' }, cudaDevices: 2 }), /CUDA device 3 does not exist/);
   });
 
   test('mixed precision: the fp16 default becomes float32 on a CPU, with a note; fp16 asked for on a CPU is refused', () => {

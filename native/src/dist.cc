@@ -209,13 +209,18 @@ napi_value dist_group(napi_env env, napi_callback_info info) {
   DPO_CATCH(env)
 }
 
-// distGroupDestroy(group): releases the backend (joins Gloo's threads; NCCL's communicators are shut down).
+// distGroupDestroy(group, abort): releases the backend (joins Gloo's threads; NCCL's communicators
+// are shut down, or aborted after a failure: a shutdown waits for work a dead peer never completes).
 napi_value dist_group_destroy(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
   auto* g = unwrap<GroupBox>(env, a.argv[0], kGroupTag, "process group");
+  const bool abort = get_bool(env, a.argv[1], "abort");
   if (g->backend) {
-    if (g->kind == "nccl") g->backend->shutdown();
+    if (g->kind == "nccl") {
+      if (abort) g->backend->abort();
+      else g->backend->shutdown();
+    }
     g->backend.reset();
   }
   return make_undefined(env);

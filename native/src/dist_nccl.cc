@@ -28,7 +28,9 @@ c10::intrusive_ptr<c10d::Backend> make_nccl_backend(const c10::intrusive_ptr<c10
   auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, opts);
   // bind the communicator to this process's device now (torch.distributed's device_id), so the
   // first collective does not guess it from the current device
-  pg->eagerConnectSingleDevice(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index)));
+  const at::Device device(at::kCUDA, static_cast<c10::DeviceIndex>(device_index));
+  pg->setBoundDeviceId(device);
+  pg->eagerConnectSingleDevice(device);
   return pg;
 #else
   (void)store; (void)rank; (void)size; (void)timeout; (void)device_index;

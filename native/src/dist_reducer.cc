@@ -98,8 +98,12 @@ class Reducer : public std::enable_shared_from_this<Reducer> {
   std::vector<c10::intrusive_ptr<c10d::Work>> start_rest(size_t* started_early) {
     std::lock_guard<std::mutex> lock(mu_);
     if (!error_.empty()) {
+      // the reduction is lost (a bucket may have started with part of its gradients): drop it, say why
+      const std::string error = error_;
       armed_ = false;
-      throw std::runtime_error(error_);
+      error_.clear();
+      works_.clear();
+      throw std::runtime_error(error);
     }
     *started_early = armed_ ? next_ : 0;
     if (!armed_) next_ = 0;

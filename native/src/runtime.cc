@@ -295,6 +295,15 @@ napi_value set_allow_tf32(napi_env env, napi_callback_info info) {
 // nearest upsampling backward, for one) warn rather than fail (warn_only), as a run must still be
 // possible. cuDNN's benchmark mode is left to setCudnnBenchmark: turning determinism off must not
 // turn benchmarking on.
+// exitNow(code): ends the process at once. process.exit() waits for libuv's worker threads, one
+// of which may be blocked in a collective or a device wait for as long as its timeout.
+napi_value exit_now(napi_env env, napi_callback_info info) {
+  DPO_TRY
+  Args a(env, info);
+  std::_Exit(static_cast<int>(get_int(env, a.argv[0], "code")));
+  DPO_CATCH(env)
+}
+
 napi_value set_deterministic(napi_env env, napi_callback_info info) {
   DPO_TRY
   Args a(env, info);
@@ -380,6 +389,7 @@ void exports_runtime(std::vector<Export>& out) {
   out.push_back({"cudaResetPeak", cuda_reset_peak});
   out.push_back({"setAllowTF32", set_allow_tf32});
   out.push_back({"setDeterministic", set_deterministic});
+  out.push_back({"exitNow", exit_now});
   out.push_back({"setCudnnBenchmark", set_cudnn_benchmark});
   out.push_back({"sdpBackends", sdp_backends});
   out.push_back({"mathSettings", math_settings});

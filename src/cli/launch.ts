@@ -126,17 +126,27 @@ export async function launch(o: LaunchOptions): Promise<number> {
     const prefix = rank === 0 ? '' : `[rank ${rank}] `;
     relay(proc.stdout!, process.stdout, prefix, []);
     relay(proc.stderr!, process.stderr, prefix, tail);
-    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+    const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+      proc.on('exit', (code, signal) => resolve({ code, signal }));
+      // a process that could not start: a failure of its rank, with the reason
+      proc.on('error', (e) => {
+        tail.push(`could not start: ${e.message}`);
+        resolve({ code: 1, signal: null });
+      });
+    });
     children.push({ rank, proc, tail, exit });
   }
 
-  // signals go to every process: each stops at the end of its update (a second one: at once)
+  // signals go to every process: each stops at the end of its update (a second one: at once; a
+  // third kills them). SIGHUP (a closed terminal or session) stops them as SIGTERM does.
   let signalled: NodeJS.Signals | null = null;
+  let forwarded = 0;
   const forward = (sig: NodeJS.Signals) => {
-    signalled = sig;
-    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill(sig);
+    signalled = sig === 'SIGHUP' ? 'SIGTERM' : sig;
+    forwarded++;
+    for (const c of children) if (c.proc.exitCode === null && c.proc.signalCode === null) c.proc.kill(forwarded >= 3 ? 'SIGKILL' : signalled);
   };
-  const handlers = (['SIGINT', 'SIGTERM'] as const).map((sig) => [sig, () => forward(sig)] as const);
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((sig) => [sig, () => forward(sig)] as const);
   for (const [sig, h] of handlers) process.on(sig, h);
 
   let failure: { rank: number; code: number; why: string; tail: string[] } | null = null;

@@ -155,9 +155,12 @@ export class ProcessGroup {
     return this.#group();
   }
 
-  /** Releases the group (joins Gloo's threads, shuts NCCL's communicators down). */
-  destroy(): void {
-    if (this.#native) native.distGroupDestroy(this.#native);
+  /**
+   * Releases the group (joins Gloo's threads; shuts NCCL's communicators down, or with `failed`
+   * aborts them: a shutdown waits for in-flight work that a dead peer never completes).
+   */
+  destroy(o: { failed?: boolean } = {}): void {
+    if (this.#native) native.distGroupDestroy(this.#native, o.failed ?? false);
     this.#native = null;
   }
 }

@@ -94,6 +94,7 @@ export interface Binding {
   cudaResetPeak(index?: number): void;
   setAllowTF32(allow: boolean): void;
   setDeterministic(on: boolean): void;
+  exitNow(code: number): never;
   setCudnnBenchmark(on: boolean): void;
   sdpBackends(set?: Partial<SdpBackends>): SdpBackends;
   mathSettings(): { tf32Matmul: boolean; tf32Cudnn: boolean; cudnnBenchmark: boolean; deterministic: boolean };
@@ -108,7 +109,7 @@ export interface Binding {
   distStoreAdd(store: NativeStore, key: string, n: number): number;
   distStoreGet(store: NativeStore, key: string): Promise<string>;
   distGroup(store: NativeStore, backend: 'gloo' | 'nccl', rank: number, size: number, timeoutMs: number, prefix: string, deviceIndex: number | null): Promise<NativeGroup>;
-  distGroupDestroy(group: NativeGroup): void;
+  distGroupDestroy(group: NativeGroup, abort: boolean): void;
   distAllReduce(group: NativeGroup, tensor: Handle, op: ReduceOp): NativeWork;
   distBroadcast(group: NativeGroup, tensor: Handle, root: number): NativeWork;
   distAllGather(group: NativeGroup, outputs: Handle[], input: Handle): NativeWork;

@@ -105,3 +105,12 @@ export function describeDevice(device: string): string {
     return `cuda:${index} (not described: ${(e as Error).message})`;
   }
 }
+
+/**
+ * Ends the process at once with `code`, without process.exit()'s wait for libuv's worker threads
+ * (one may be blocked in a collective or a device wait until its timeout). Output written so far
+ * to files, pipes and terminals is kept (Node writes them synchronously on Linux).
+ */
+export function exitNow(code: number): never {
+  return native.exitNow(code);
+}

@@ -151,8 +151,9 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
   // train.py: LOCAL_RANK from the environment wins over --local_rank. Several processes on the CPU
   // (Gloo) have local ranks but no CUDA device to pick
   const envLocalRank = Number(host.env.LOCAL_RANK ?? -1);
+  // (a process that sees one GPU, as SLURM's --gpus-per-task=1 binds them, trains on it whatever its local rank)
   const localRank = worldSize > 1
-    ? (host.cudaDevices > 0 && a.device !== 'cpu' ? layout.localRank : -1)
+    ? (host.cudaDevices > 0 && a.device !== 'cpu' ? (host.cudaDevices === 1 ? 0 : layout.localRank) : -1)
     : envLocalRank !== -1 && Number.isInteger(envLocalRank) ? envLocalRank : a.local_rank;
   const device = resolveDeviceFlag(a.device, localRank, host.cudaDevices);
   const onCuda = torch.deviceType(device) === 'cuda';

@@ -21,6 +21,8 @@ export interface ProcessLayout {
   masterAddr: string;
   masterPort: number;
   source: 'torchrun' | 'slurm' | 'single';
+  /** torchrun's restart count: each attempt keeps its keys apart in the agent's store (as torch's PrefixStore /worker/attempt_N). */
+  attempt: number;
 }
 
 function intVar(env: NodeJS.ProcessEnv, name: string, min: number): number {
@@ -44,11 +46,14 @@ export function processLayout(env: NodeJS.ProcessEnv): ProcessLayout {
     const rank = intVar(env, 'RANK', 0);
     if (rank >= worldSize) throw new UserError(`RANK ${rank} is outside WORLD_SIZE ${worldSize}`);
     if (!env.MASTER_ADDR) throw new UserError('WORLD_SIZE > 1 needs MASTER_ADDR (the address of rank 0\'s host), as torchrun sets it');
-    const localRank = env.LOCAL_RANK === undefined ? rank : intVar(env, 'LOCAL_RANK', 0);
+    // a launcher that sets no LOCAL_RANK (a Kubernetes PyTorchJob pod: one process) means the pod's first GPU
+    const localRank = env.LOCAL_RANK === undefined ? 0 : intVar(env, 'LOCAL_RANK', 0);
     const localWorldSize = env.LOCAL_WORLD_SIZE === undefined ? worldSize : intVar(env, 'LOCAL_WORLD_SIZE', 1);
-    return { rank, worldSize, localRank, localWorldSize, masterAddr: env.MASTER_ADDR, masterPort: port, source: 'torchrun' };
+    const attempt = env.TORCHELASTIC_RESTART_COUNT === undefined ? 0 : intVar(env, 'TORCHELASTIC_RESTART_COUNT', 0);
+    return { rank, worldSize, localRank, localWorldSize, masterAddr: env.MASTER_ADDR, masterPort: port, source: 'torchrun', attempt };
   }
-  if (env.SLURM_NTASKS !== undefined && env.SLURM_PROCID !== undefined) {
+  // only inside an srun step (SLURM_STEP_ID): the batch script of an 8-task job also sees SLURM_NTASKS=8 and SLURM_PROCID=0
+  if (env.SLURM_NTASKS !== undefined && env.SLURM_PROCID !== undefined && env.SLURM_STEP_ID !== undefined) {
     const worldSize = intVar(env, 'SLURM_NTASKS', 1);
     if (worldSize === 1) return single();
     const rank = intVar(env, 'SLURM_PROCID', 0);
@@ -59,12 +64,12 @@ export function processLayout(env: NodeJS.ProcessEnv): ProcessLayout {
         'export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1) before srun');
     }
     const localRank = env.SLURM_LOCALID === undefined ? 0 : intVar(env, 'SLURM_LOCALID', 0);
-    return { rank, worldSize, localRank, localWorldSize: Math.ceil(worldSize / nodes), masterAddr, masterPort: port, source: 'slurm' };
+    return { rank, worldSize, localRank, localWorldSize: Math.ceil(worldSize / nodes), masterAddr, masterPort: port, source: 'slurm', attempt: 0 };
   }
   return single();
 
   function single(): ProcessLayout {
-    return { rank: 0, worldSize: 1, localRank: Number(env.LOCAL_RANK ?? 0) || 0, localWorldSize: 1, masterAddr: '127.0.0.1', masterPort: port, source: 'single' };
+    return { rank: 0, worldSize: 1, localRank: Number(env.LOCAL_RANK ?? 0) || 0, localWorldSize: 1, masterAddr: '127.0.0.1', masterPort: port, source: 'single', attempt: 0 };
   }
 }
 
@@ -132,10 +137,11 @@ export class DataParallel {
     } catch (e) {
       throw new torch.distributed.DistributedError(`rank ${rank} of ${size}: ${(e as Error).message}`, { cause: e });
     }
-    const control = await torch.distributed.ProcessGroup.create(store, { backend: 'gloo', rank, size, timeoutMs: o.timeoutMs, name: 'control' });
+    const keys = `attempt_${layout.attempt}/`;
+    const control = await torch.distributed.ProcessGroup.create(store, { backend: 'gloo', rank, size, timeoutMs: o.timeoutMs, name: `${keys}control` });
     const cuda = torch.deviceType(device) === 'cuda';
     const grads = cuda
-      ? await torch.distributed.ProcessGroup.create(store, { backend: 'nccl', rank, size, timeoutMs: o.timeoutMs, name: 'grads', deviceIndex: Number(device.split(':')[1] ?? 0) })
+      ? await torch.distributed.ProcessGroup.create(store, { backend: 'nccl', rank, size, timeoutMs: o.timeoutMs, name: `${keys}grads`, deviceIndex: Number(device.split(':')[1] ?? 0) })
       : control;
     return new DataParallel(layout, store, control, grads, o);
   }
@@ -209,23 +215,43 @@ export class DataParallel {
 
   /** Rank 0 receives every rank's string for `key` (in rank order); the others get null. */
   async gatherStrings(key: string, value: string): Promise<string[] | null> {
-    this.store.set(`${key}/${this.rank}`, value);
+    const k = this.#key(key);
+    this.store.set(`${k}/${this.rank}`, value);
     if (this.rank !== 0) return null;
-    return Promise.all(Array.from({ length: this.size }, (_, r) => this.store.get(`${key}/${r}`)));
+    return Promise.all(Array.from({ length: this.size }, (_, r) => this.store.get(`${k}/${r}`)));
   }
 
   /** Every rank receives rank 0's string for `key`. */
   async shareFromRankZero(key: string, value: string | null): Promise<string> {
-    if (this.rank === 0) this.store.set(key, value ?? '');
-    return this.store.get(key);
+    const k = this.#key(key);
+    if (this.rank === 0) this.store.set(k, value ?? '');
+    return this.store.get(k);
+  }
+
+  #decisions = 0;
+
+  /**
+   * A decision rank 0 makes (from what it sees: its files, its pending writes) and every rank
+   * follows, so that ranks never take different collective paths. Every rank must call it, in
+   * the same order.
+   */
+  async decide<T>(decideOnRankZero: () => T | Promise<T>): Promise<T> {
+    const key = `decision/${this.#decisions++}`;
+    return JSON.parse(await this.shareFromRankZero(key, this.rank === 0 ? JSON.stringify(await decideOnRankZero()) : null)) as T;
+  }
+
+  /** Store keys of this attempt (torchrun restarts keep their keys apart). */
+  #key(key: string): string {
+    return `attempt_${this.layout.attempt}/${key}`;
   }
 
   async barrier(): Promise<void> {
     await this.control.barrier().wait();
   }
 
-  destroy(): void {
-    if (this.grads !== this.control) this.grads.destroy();
-    this.control.destroy();
+  /** Releases the groups; `failed`: abort NCCL's communicators instead of waiting for them to drain (a peer may be gone). */
+  destroy(o: { failed?: boolean } = {}): void {
+    if (this.grads !== this.control) this.grads.destroy(o);
+    this.control.destroy(o);
   }
 }

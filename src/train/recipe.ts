@@ -182,7 +182,8 @@ async function loadData(
   events.info(`data: ${st.source}; ${st.rowsRead} rows read, eliminated ${st.tiesRemoved}/${st.rowsRead} split decisions, ` +
     `${st.excluded ? `${st.excluded} excluded (--exclude_rows), ` : ''}${st.badRows.length ? `${st.badRows.length} unusable, ` : ''}${st.kept} kept`);
   // rows unusable from their labels alone are known now; a resumed run logged them when it started
-  if (!resuming) for (const b of st.badRows) badRows.record(b);
+  // (rank 0 lists them: every rank reads the same labels)
+  if (!resuming && config.batch.rank === 0) for (const b of st.badRows) badRows.record(b);
   badRows.check(st.badRows.length, st.rowsRead, 'rows of the dataset', true);
   if (st.kept === 0) throw new BadDataError(`${st.source}: no usable row (${st.rowsRead} read; ${JSON.stringify(st.bad)})`);
   const tokenizer = models.tokenizer;
@@ -241,7 +242,7 @@ export async function setup(config: TrainConfig, events: TrainEvents): Promise<T
   try {
     return await buildState(config, paths, dp, monitor, events);
   } catch (e) {
-    dp?.destroy();
+    dp?.destroy({ failed: true });
     throw e;
   }
 }
@@ -442,10 +443,10 @@ function throwIfSaveFailed(s: TrainState): void {
  */
 export async function saveLastGoodState(s: TrainState, events: TrainEvents): Promise<string> {
   await flushSaves(s);
-  // every rank decides from the same files: rank 0's write in flight is complete
-  if (s.dp) await s.dp.barrier();
   const bad = nonFiniteTensors([...s.unet.namedParameters(), ...s.optimizer.stateDict().tensors]);
-  const earlier = checkpointDirs(s.config.output.dir).pop();
+  // with several processes rank 0 looks at the checkpoints (its own writes are complete) and every rank follows
+  const lastSaved = () => checkpointDirs(s.config.output.dir).pop() ?? null;
+  const earlier = s.dp ? await s.dp.decide(lastSaved) : lastSaved();
   if (bad.length) {
     return `the weights or optimizer state hold NaN or infinite values (${bad.slice(0, 3).join(', ')}${bad.length > 3 ? ', ...' : ''}), so no checkpoint was saved` +
       `${earlier ? `; the last saved one is ${earlier.path}` : ''}`;
@@ -494,9 +495,9 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
     if (e instanceof NonFiniteLossError) throw new UserError(`${e.message}: training stopped; ${await saveLastGoodState(s, events)}`, { cause: e });
     if (e instanceof BadDataError) {
       await flushSaves(s);
-      if (s.dp) await s.dp.barrier(); // every rank sees rank 0's finished checkpoints before deciding
-      const saved = s.progress.globalStep > startStep && !existsSync(checkpointPathOf(s.config.output.dir, s.progress.globalStep))
-        ? await saveState(s, events, { wait: true }) : null;
+      const unsaved = () => s.progress.globalStep > startStep && !existsSync(checkpointPathOf(s.config.output.dir, s.progress.globalStep));
+      // rank 0 decides (its writes are complete; another node's view of the folder may lag)
+      const saved = (s.dp ? await s.dp.decide(unsaved) : unsaved()) ? await saveState(s, events, { wait: true }) : null;
       throw new BadDataError(`training stopped at step ${s.progress.globalStep}: ${e.message}${saved ? `. The state is saved in ${saved}` : ''}`);
     }
     throw e;
@@ -524,7 +525,7 @@ export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'],
   return { globalStep: s.progress.globalStep, history: s.progress.history, outputDir: s.config.output.dir, stoppedBy, resources };
 }
 
-export async function teardown(s: TrainState): Promise<void> {
+export async function teardown(s: TrainState, o: { failed?: boolean } = {}): Promise<void> {
   // a run that failed still finishes writing the checkpoint it started (its error, if any, was already reported or is the lesser one)
   await s.saves.pending?.catch(() => undefined);
   await s.loader.close();
@@ -535,16 +536,19 @@ export async function teardown(s: TrainState): Promise<void> {
   if (s.placement instanceof OffloadPlacement) s.placement.dispose();
   if (s.pipeline) disposePipeline(s.pipeline);
   else s.unet.dispose();
-  s.dp?.destroy();
+  s.dp?.destroy(o);
 }
 
 /** setup -> fit -> save. */
 export async function train(config: TrainConfig, events: TrainEvents, o: { signal?: AbortSignal } = {}): Promise<TrainResult> {
   const state = await setup(config, events);
+  let failed = true;
   try {
     const stoppedBy = await fit(state, events, o.signal);
-    return await finish(state, stoppedBy, events);
+    const result = await finish(state, stoppedBy, events);
+    failed = false;
+    return result;
   } finally {
-    await teardown(state);
+    await teardown(state, { failed });
   }
 }
