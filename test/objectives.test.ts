@@ -31,12 +31,16 @@ describe('worked examples: m(w) = 0.3, m(l) = 0.5, m_ref(w) = m_ref(l) = 0.4, so
       const out = pairLoss('sigmoid', model(), ref(), zero(), { beta: 10 });
       assert.ok(Math.abs(item(out.loss) - 0.31326168751822286) < 1e-9);
       assert.equal(item(out.implicitAcc), 1);
+      assert.ok(Math.abs(item(out.margin) - 1) < 1e-9, 'the reward margin β·(−½Δ)');
       assert.ok(out.dpo, 'the sigmoid objective keeps Diffusion-DPO\'s intermediate values');
     });
   });
   test('hinge, β = 5: relu(1 - 5 x 0.1) = 0.5; β = 10: relu(0) = 0', () => {
     torch.tidy(() => {
-      assert.ok(Math.abs(item(pairLoss('hinge', model(), ref(), zero(), { beta: 5 }).loss) - 0.5) < 1e-9);
+      const h = pairLoss('hinge', model(), ref(), zero(), { beta: 5 });
+      assert.ok(Math.abs(item(h.loss) - 0.5) < 1e-9);
+      assert.ok(Math.abs(item(h.margin) - 0.5) < 1e-9);
+      assert.deepEqual(h.refLosses!.toArray().map((v) => Math.round(v * 1e9) / 1e9), [0.4, 0.4]);
       assert.ok(Math.abs(item(pairLoss('hinge', model(), ref(), zero(), { beta: 10 }).loss)) < 1e-9);
     });
   });
@@ -55,6 +59,8 @@ describe('worked examples: m(w) = 0.3, m(l) = 0.5, m_ref(w) = m_ref(l) = 0.4, so
       assert.ok(Math.abs(item(out.loss) - 0.366967867665497) < 1e-9, `${item(out.loss)}`);
       assert.equal(item(out.implicitAcc), 1, 'm(w) < m(l): ranked right');
       assert.equal(out.rawRefLoss, null);
+      assert.equal(out.refLosses, null);
+      assert.ok(Math.abs(item(out.margin) - 0.04750104203410377) < 1e-9, 'T·(f(m(w)) − f(m(l)))');
       assert.equal(needsReference('mapo'), false);
       assert.ok(PAIR_LOSS_TYPES.filter((t) => t !== 'mapo').every(needsReference));
     });
@@ -107,11 +113,13 @@ describe('training with each objective', () => {
       const rows = metricsRows(out);
       assert.equal(rows.length, 3);
       assert.ok(rows.every((x) => Number.isFinite(x.train_loss) && x.implicit_acc_accumulated! >= 0));
+      // diagnostics: the reward margin's mean and spread, the preferred and dispreferred images' MSEs
+      assert.ok(rows.every((x) => Number.isFinite(x.reward_margin_mean) && x.reward_margin_std! >= 0 && x.model_mse_w! > 0 && x.model_mse_l! > 0));
       if (type === 'mapo') {
         assert.match(r.err, /no reference UNet/);
-        assert.ok(rows.every((x) => !('ref_mse_unaccumulated' in x)), 'no reference MSE without a reference model');
+        assert.ok(rows.every((x) => !('ref_mse_unaccumulated' in x) && !('ref_mse_w' in x)), 'no reference MSE without a reference model');
       } else {
-        assert.ok(rows.every((x) => Number.isFinite(x.ref_mse_unaccumulated)));
+        assert.ok(rows.every((x) => Number.isFinite(x.ref_mse_unaccumulated) && Number.isFinite(x.ref_mse_w) && Number.isFinite(x.ref_mse_l)));
       }
     });
   }

@@ -36,6 +36,13 @@ export interface PairLossOutput {
   loss: torch.Tensor;
   /** per-sample MSE of the trained model, [2B] */
   modelLosses: torch.Tensor;
+  /** per-sample MSE of the reference model, [2B]; null without one */
+  refLosses: torch.Tensor | null;
+  /**
+   * The implicit reward margin of each pair, [B]: β·(−½Δ) for the reference-based objectives
+   * (Diffusion-DPO's inside term), T·(f(m(w)) − f(m(l))) for MaPO. Positive: ranked right.
+   */
+  margin: torch.Tensor;
   implicitAcc: torch.Tensor;
   /** 0.5 (mean mse_w + mean mse_l), for logging */
   rawModelLoss: torch.Tensor;
@@ -51,14 +58,14 @@ export function needsReference(type: PairLossType): boolean {
 }
 
 /** Reference-based objectives: −½Δ per pair, from the model's and the reference's per-sample MSEs. */
-function halfNegDelta(modelLosses: torch.Tensor, refPred: torch.Tensor, target: torch.Tensor): { logits: torch.Tensor; rawRefLoss: torch.Tensor } {
+function halfNegDelta(modelLosses: torch.Tensor, refPred: torch.Tensor, target: torch.Tensor): { logits: torch.Tensor; refLosses: torch.Tensor; rawRefLoss: torch.Tensor } {
   const [mW, mL] = modelLosses.chunk(2);
-  const { refDiff, rawRefLoss } = torch.noGrad(() => {
+  const { refLosses, refDiff, rawRefLoss } = torch.noGrad(() => {
     const r = perSampleMse(refPred.detach(), target);
     const [rW, rL] = r.chunk(2);
-    return { refDiff: rW!.sub(rL!), rawRefLoss: r.mean() };
+    return { refLosses: r, refDiff: rW!.sub(rL!), rawRefLoss: r.mean() };
   });
-  return { logits: mW!.sub(mL!).sub(refDiff).mul(-0.5), rawRefLoss };
+  return { logits: mW!.sub(mL!).sub(refDiff).mul(-0.5), refLosses, rawRefLoss };
 }
 
 /** MaPO's f(m) = c·m / (e^{c·m} − 1), as its compute_loss writes it. */
@@ -75,7 +82,10 @@ export function pairLoss(type: PairLossType, modelPred: torch.Tensor, refPred: t
   if (type === 'sigmoid') {
     if (!refPred) throw new Error('the sigmoid objective needs the reference prediction');
     const d: DpoLossOutput = dpoLoss(modelPred, refPred, target, o.beta);
-    return { loss: d.loss, modelLosses: d.modelLosses, implicitAcc: d.implicitAcc, rawModelLoss: d.rawModelLoss, rawRefLoss: d.rawRefLoss, dpo: d };
+    return {
+      loss: d.loss, modelLosses: d.modelLosses, refLosses: d.refLosses, margin: d.insideTerm, implicitAcc: d.implicitAcc,
+      rawModelLoss: d.rawModelLoss, rawRefLoss: d.rawRefLoss, dpo: d,
+    };
   }
   return torch.tidy(() => {
     const modelLosses = perSampleMse(modelPred, target);
@@ -86,14 +96,19 @@ export function pairLoss(type: PairLossType, modelPred: torch.Tensor, refPred: t
       const c = o.mapoSnrValue ?? 0.5;
       const t = o.numTrainTimesteps ?? 1000;
       const logOdds = mapoScore(mW!, c).sub(mapoScore(mL!, c));
-      const ratio = torch.F.logSigmoid(logOdds.mul(t)).mul(o.betaMapo ?? 0.1);
-      return { loss: mW!.mean().sub(ratio.mean()), modelLosses, implicitAcc: accuracy(logOdds), rawModelLoss, rawRefLoss: null, dpo: null };
+      const margin = logOdds.mul(t);
+      const ratio = torch.F.logSigmoid(margin).mul(o.betaMapo ?? 0.1);
+      return {
+        loss: mW!.mean().sub(ratio.mean()), modelLosses, refLosses: null, margin: torch.noGrad(() => margin.detach()), implicitAcc: accuracy(logOdds),
+        rawModelLoss, rawRefLoss: null, dpo: null,
+      };
     }
     if (!refPred) throw new Error(`the ${type} objective needs the reference prediction`);
-    const { logits, rawRefLoss } = halfNegDelta(modelLosses, refPred, target);
+    const { logits, refLosses, rawRefLoss } = halfNegDelta(modelLosses, refPred, target);
     const loss = type === 'hinge'
       ? torch.F.relu(logits.mul(-o.beta).add(1)).mean()
       : logits.sub(1 / (2 * o.beta)).pow(2).mean(); // ipo
-    return { loss, modelLosses, implicitAcc: accuracy(logits), rawModelLoss, rawRefLoss, dpo: null };
+    const margin = torch.noGrad(() => logits.detach().mul(o.beta));
+    return { loss, modelLosses, refLosses, margin, implicitAcc: accuracy(logits), rawModelLoss, rawRefLoss, dpo: null };
   });
 }

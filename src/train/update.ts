@@ -28,6 +28,14 @@ export interface UpdateStats {
   pairs: number;
   /** Seconds spent waiting for the loader's batches. */
   dataWaitSeconds: number;
+  /** Pairwise objectives: the implicit reward margin's mean and spread over the update's pairs (per process, averaged over processes). */
+  reward_margin_mean?: number;
+  reward_margin_std?: number;
+  /** The last micro-step's MSEs of the preferred and dispreferred images, the trained model's and the reference's. */
+  model_mse_w?: number;
+  model_mse_l?: number;
+  ref_mse_w?: number;
+  ref_mse_l?: number;
 }
 
 export class NonFiniteLossError extends Error {}
@@ -45,8 +53,15 @@ function microStep(s: TrainState, batch: Batch): torch.Tensor {
     const scaled = r.loss.div(s.config.batch.accumulation);
     (s.scaler ? s.scaler.scale(scaled) : scaled).backward();
     const d = r.preference;
-    // without a reference model (MaPO) the reference MSE slot holds NaN and is not logged
-    return torch.stack([r.loss.float(), ...(d ? [d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss?.float() ?? torch.tensor(Number.NaN, { device: r.loss.device })] : [])]).keep();
+    if (!d) return torch.stack([r.loss.float()]).keep();
+    // without a reference model (MaPO) the reference slots hold NaN and are not logged
+    const none = torch.tensor(Number.NaN, { device: r.loss.device });
+    const halves = (t: torch.Tensor | null) => (t ? t.detach().float().chunk(2).map((h) => h.mean()) : [none, none]);
+    const margin = torch.noGrad(() => d.margin.detach().float());
+    return torch.stack([
+      r.loss.float(), d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss?.float() ?? none,
+      margin.mean(), margin.sub(margin.mean()).pow(2).mean().sqrt(), ...halves(d.modelLosses), ...halves(d.refLosses),
+    ]).keep();
   });
 }
 
@@ -150,9 +165,12 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
   if (s.config.objective.method === 'dpo') {
     // train.py accumulates the implicit accuracy and logs the last micro-step's MSEs ("unaccumulated")
     const last = values[values.length - 1]!;
+    const mean = (k: number) => values.reduce((sum, v) => sum + v[k]! / values.length, 0);
     Object.assign(out, {
       model_mse_unaccumulated: last[2]!, ...(Number.isNaN(last[3]!) ? {} : { ref_mse_unaccumulated: last[3]! }),
       implicit_acc_accumulated: values.reduce((sum, v) => sum + v[1]! / accum, 0),
+      reward_margin_mean: mean(4), reward_margin_std: mean(5), model_mse_w: last[6]!, model_mse_l: last[7]!,
+      ...(Number.isNaN(last[8]!) ? {} : { ref_mse_w: last[8]!, ref_mse_l: last[9]! }),
     });
   }
   return out;
