@@ -40,10 +40,13 @@ export interface UpdateStats {
 
 export class NonFiniteLossError extends Error {}
 
+/** Where each logged value sits in a micro-step's stats tensor (SFT: the loss alone). */
+const STAT = { loss: 0, acc: 1, mse: 2, refMse: 3, marginMean: 4, marginStd: 5, mseW: 6, mseL: 7, refMseW: 8, refMseL: 9 } as const;
+
 /**
- * Forward and backward of one batch; returns [loss, implicit acc, model mse, ref mse] (DPO) or
- * [loss] as a tensor on the device, read by the caller once per update: a host read per micro-step
- * would make the CPU wait for the GPU every time.
+ * Forward and backward of one batch; returns the STAT values as a tensor on the device, read by
+ * the caller once per update: a host read per micro-step would make the CPU wait for the GPU
+ * every time.
  */
 function microStep(s: TrainState, batch: Batch): torch.Tensor {
   return torch.tidy(() => {
@@ -54,13 +57,14 @@ function microStep(s: TrainState, batch: Batch): torch.Tensor {
     (s.scaler ? s.scaler.scale(scaled) : scaled).backward();
     const d = r.preference;
     if (!d) return torch.stack([r.loss.float()]).keep();
-    // without a reference model (MaPO) the reference slots hold NaN and are not logged
-    const none = torch.tensor(Number.NaN, { device: r.loss.device });
-    const halves = (t: torch.Tensor | null) => (t ? t.detach().float().chunk(2).map((h) => h.mean()) : [none, none]);
-    const margin = torch.noGrad(() => d.margin.detach().float());
+    // without a reference model (MaPO) the reference slots hold NaN (made on the device: no upload) and are not logged
+    const none = () => torch.full([], Number.NaN, { device: r.loss.device });
+    const halves = (t: torch.Tensor | null) => (t ? t.detach().float().chunk(2).map((h) => h.mean()) : [none(), none()]);
+    const margin = d.margin.detach().float();
+    const marginMean = margin.mean();
     return torch.stack([
-      r.loss.float(), d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss?.float() ?? none,
-      margin.mean(), margin.sub(margin.mean()).pow(2).mean().sqrt(), ...halves(d.modelLosses), ...halves(d.refLosses),
+      r.loss.float(), d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss?.float() ?? none(),
+      marginMean, margin.sub(marginMean).pow(2).mean().sqrt(), ...halves(d.modelLosses), ...halves(d.refLosses),
     ]).keep();
   });
 }
@@ -158,19 +162,20 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
   // the logged values are the means over the processes (train.py gathers them); a NaN anywhere is a NaN everywhere
   if (s.dp) values = await averageAcrossRanks(s.dp, values);
   values.forEach((v, k) => {
-    if (!Number.isFinite(v[0]!) && !s.scaler) throw new NonFiniteLossError(`loss is ${v[0]} at step ${s.progress.globalStep + 1} (micro-step ${k + 1})`);
+    if (!Number.isFinite(v[STAT.loss]!) && !s.scaler) throw new NonFiniteLossError(`loss is ${v[STAT.loss]} at step ${s.progress.globalStep + 1} (micro-step ${k + 1})`);
   });
   applyUpdate(s);
-  const out: UpdateStats = { train_loss: values.reduce((sum, v) => sum + v[0]! / accum, 0), lr: s.schedule.getLastLr()[0]!, pairs, dataWaitSeconds: dataWait / 1000 };
+  const out: UpdateStats = { train_loss: values.reduce((sum, v) => sum + v[STAT.loss]! / accum, 0), lr: s.schedule.getLastLr()[0]!, pairs, dataWaitSeconds: dataWait / 1000 };
   if (s.config.objective.method === 'dpo') {
     // train.py accumulates the implicit accuracy and logs the last micro-step's MSEs ("unaccumulated")
     const last = values[values.length - 1]!;
     const mean = (k: number) => values.reduce((sum, v) => sum + v[k]! / values.length, 0);
+    const withRef = !Number.isNaN(last[STAT.refMse]!);
     Object.assign(out, {
-      model_mse_unaccumulated: last[2]!, ...(Number.isNaN(last[3]!) ? {} : { ref_mse_unaccumulated: last[3]! }),
-      implicit_acc_accumulated: values.reduce((sum, v) => sum + v[1]! / accum, 0),
-      reward_margin_mean: mean(4), reward_margin_std: mean(5), model_mse_w: last[6]!, model_mse_l: last[7]!,
-      ...(Number.isNaN(last[8]!) ? {} : { ref_mse_w: last[8]!, ref_mse_l: last[9]! }),
+      model_mse_unaccumulated: last[STAT.mse]!, ...(withRef ? { ref_mse_unaccumulated: last[STAT.refMse]! } : {}),
+      implicit_acc_accumulated: values.reduce((sum, v) => sum + v[STAT.acc]! / accum, 0),
+      reward_margin_mean: mean(STAT.marginMean), reward_margin_std: mean(STAT.marginStd), model_mse_w: last[STAT.mseW]!, model_mse_l: last[STAT.mseL]!,
+      ...(withRef ? { ref_mse_w: last[STAT.refMseW]!, ref_mse_l: last[STAT.refMseL]! } : {}),
     });
   }
   return out;
