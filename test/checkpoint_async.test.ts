@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
+import { trainedUNet } from '../src/train/trained_weights.js';
 import { loadUNet, type UNet2DConditionModel } from '../src/models/index.js';
 import { writeTinyPipeline } from '../src/train/demo_assets.js';
 import { checkpointDirs, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, type TrainerState } from '../src/train/checkpoint.js';
@@ -49,8 +50,8 @@ after(() => {
 
 describe('checkpoints written in the background', () => {
   test('the same bytes as a save on the training thread, from the state at the snapshot', async () => {
-    const snap = snapshotCheckpoint(1, unet, optimizer, state);
-    const syncPath = saveCheckpoint(join(dir, 'sync'), 1, unet, optimizer, state, null);
+    const snap = snapshotCheckpoint(1, trainedUNet(unet), optimizer, state);
+    const syncPath = saveCheckpoint(join(dir, 'sync'), 1, trainedUNet(unet), optimizer, state, null);
     // the run moves on while the snapshot is written: the checkpoint must not see these updates
     const write = writeCheckpoint(join(dir, 'async'), snap, null);
     update();
@@ -67,8 +68,8 @@ describe('checkpoints written in the background', () => {
 
   test('a write that fails part-way leaves earlier checkpoints and no partial folder', async () => {
     const out = join(dir, 'failing');
-    await writeCheckpoint(out, snapshotCheckpoint(1, unet, optimizer, state), null);
-    const bad = snapshotCheckpoint(2, unet, optimizer, { ...state, globalStep: 2 });
+    await writeCheckpoint(out, snapshotCheckpoint(1, trainedUNet(unet), optimizer, state), null);
+    const bad = snapshotCheckpoint(2, trainedUNet(unet), optimizer, { ...state, globalStep: 2 });
     // a name the safetensors format forbids: the optimizer file fails after the UNet's files were written
     bad.optimizer.set('__metadata__', { dtype: 'float32', shape: [1], data: Buffer.alloc(4) });
     await assert.rejects(writeCheckpoint(out, bad, null), /cannot save checkpoint .*checkpoint-2: .*'__metadata__' cannot be a tensor name.*earlier checkpoints are untouched/);
@@ -79,7 +80,7 @@ describe('checkpoints written in the background', () => {
 
   test('--checkpoints_total_limit prunes only after the new checkpoint is complete', async () => {
     const out = join(dir, 'limit');
-    for (const step of [1, 2, 3]) await writeCheckpoint(out, snapshotCheckpoint(step, unet, optimizer, { ...state, globalStep: step }), 2);
+    for (const step of [1, 2, 3]) await writeCheckpoint(out, snapshotCheckpoint(step, trainedUNet(unet), optimizer, { ...state, globalStep: step }), 2);
     assert.deepEqual(checkpointDirs(out).map((c) => c.step), [2, 3]);
   });
 });

@@ -7,6 +7,7 @@ import { inspectCommand } from './inspect.js';
 import { sampleCommand } from './sample.js';
 import { compareCommand } from './compare.js';
 import { launchCommand } from './launch.js';
+import { mergeLoraCommand } from './merge_lora.js';
 import { isSystemError, messageWithCauses, stackWithCauses, UserError } from '../util/errors.js';
 import { didYouMean, FlagError } from '../util/flags.js';
 import { CliError } from './errors.js';
@@ -26,6 +27,7 @@ const COMMANDS: Record<string, Command> = {
   inspect: inspectCommand,
   sample: sampleCommand,
   compare: compareCommand,
+  'merge-lora': mergeLoraCommand,
 };
 
 function usage(): string {

@@ -8,9 +8,12 @@ import { parseCommandFlags } from './args.js';
 import { CliError } from './errors.js';
 import { SAMPLING_FLAGS, SAMPLING_HELP, checkBeforeSampling, readSamplingSettings, reportDevice, renderImages, swapUNet, writeGrid } from './sampling_flags.js';
 import type { Command } from './main.js';
+import { checkLoraPath, LORA_SCALE_FLAG, mergeLoraIntoPipeline } from './lora_flags.js';
 
 const SAMPLE_FLAGS = {
   unet: { type: 'string', default: null, valueName: 'U', help: 'a separate UNet (folder with config.json, or a folder/Hub id with unet/), e.g. mhdang/dpo-sd1.5-text2image-v1' },
+  lora: { type: 'string', default: null, multiple: true, valueName: 'L', help: 'a LoRA file, or a folder with pytorch_lora_weights.safetensors (ours, diffusers\' or kohya\'s), merged into the models before sampling (repeatable: applied in order)' },
+  ...LORA_SCALE_FLAG,
 } as const;
 
 const HELP = `usage: diffusion-dpo sample --pretrained_model_name_or_path M (--prompt P ... | --prompt_file F | --prompts SET) [options]
@@ -24,7 +27,7 @@ writes <output_dir>/<prompt index>-<seed>.png and grid.png (one row per prompt);
 export const sampleCommand: Command = {
   summary: 'generate images from prompts with any SD/SDXL pipeline or trained UNet',
   async run(argv) {
-    const { values } = parseCommandFlags('sample', { ...SAMPLING_FLAGS, ...SAMPLE_FLAGS }, argv);
+    const { values, given } = parseCommandFlags('sample', { ...SAMPLING_FLAGS, ...SAMPLE_FLAGS }, argv);
     if (values.help) {
       console.log(HELP);
       return 0;
@@ -38,10 +41,13 @@ export const sampleCommand: Command = {
     const modelPath = await resolveModel(model, { revision: values.revision ?? undefined });
     const unetPath = unet ? await resolveModel(unet) : null;
     checkBeforeSampling(modelPath, unetPath ? [unetPath] : [], s);
+    if (given.has('lora_scale') && values.lora.length === 0) throw new CliError('--lora_scale applies to --lora', 2);
+    for (const l of values.lora) checkLoraPath(l);
     const p = loadPipeline(modelPath, { device: s.device, dtype: s.dtype });
     try {
       if (unetPath) swapUNet(p, unetPath, s);
-      const r = await renderImages(p, modelPath, s, out, { model, unet: unet ?? '' });
+      for (const l of values.lora) mergeLoraIntoPipeline(p, l, values.lora_scale, (m) => console.error(m));
+      const r = await renderImages(p, modelPath, s, out, { model, unet: unet ?? '', ...(values.lora.length ? { lora: values.lora.join(', '), lora_scale: String(values.lora_scale) } : {}) });
       const grid = join(out, 'grid.png');
       await writeGrid(r.images.map((i) => i.file), s.perPrompt, r.width, r.height, grid);
       console.log(JSON.stringify({ output_dir: out, images: r.images.length, grid }, null, 2));

@@ -6,3 +6,4 @@ export { ConfigError, type RawConfig } from './config.js';
 export * from './loading.js';
 export { encodeSdxlPrompt, type SdxlTextEncoders } from './sdxl_prompt.js';
 export { CompatibilityError, checkImageSide, checkUNetFits, pixelMultiple, readPipelineShape, unetMismatches, type PipelineShape } from './compatibility.js';
+export { LORA_WEIGHTS_NAME, LoraFileError, attachLora, diffusersLoraStateDict, disposeLoraFile, loraFilePath, mergeLora, readLoraFile, type LoraComponent, type LoraFile, type LoraLayerWeights, type LoraModels } from './lora_files.js';

@@ -2,7 +2,7 @@
 // work), with the reference's defaults and a help text written once here; plus our own few
 // (`--config`, `--checkpoints_total_limit`, `--sync_checkpoint_saves`, `--timestep_mode`, `--offload_frozen`, `--device`,
 // `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`, `--latent_cache`,
-// `--ddp_bucket_mb`, `--ddp_timeout`, `--sample_seeds`, `--loss_type`, `--beta_mapo`, `--mapo_snr_value`).
+// `--ddp_bucket_mb`, `--ddp_timeout`, `--sample_seeds`, `--loss_type`, `--beta_mapo`, `--mapo_snr_value`, the `--lora_*` flags).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
@@ -65,6 +65,11 @@ export const FLAGS = {
   loss_type: { type: 'string', default: 'sigmoid', help: 'The objective: sigmoid (Diffusion-DPO), hinge, ipo, mapo (reference-free: no reference UNet is loaded) or sft (as --sft). docs/training.md#objectives gives each formula and source.', choices: ['sigmoid', 'hinge', 'ipo', 'mapo', 'sft'] },
   beta_mapo: { type: 'float', default: 0.1, min: 0, help: '--loss_type mapo: the weight of its margin term (MaPO\'s beta_mapo).' },
   mapo_snr_value: { type: 'float', default: 0.5, min: 0, help: '--loss_type mapo: c in its score c*m/(exp(c*m) - 1) of a per-sample MSE m (MaPO\'s snr_value).' },
+  lora_rank: { type: 'int', default: null, min: 1, help: 'Train LoRA adapters of this rank instead of the whole UNet: the base UNet is frozen in the weight dtype, only the adapters are optimized and checkpointed, and the reference prediction is the same UNet with its adapters off (no second UNet). The result is <output_dir>/pytorch_lora_weights.safetensors (diffusers\' load_lora_weights reads it).' },
+  lora_alpha: { type: 'float', default: null, min: 0, help: 'LoRA alpha: the adapters\' output is scaled by alpha / rank (default: the rank, a scale of 1).' },
+  lora_dropout: { type: 'float', default: 0, min: 0, max: 1, help: 'Dropout on the adapters\' input while training (peft\'s lora_dropout).' },
+  lora_target_modules: { type: 'string', default: 'to_q,to_k,to_v,to_out.0', help: 'Comma-separated layers that get adapters: a name matches a Linear or Conv2d whose path is it or ends with "." + it; "*" matches anything (e.g. add ff.net.0.proj,ff.net.2 for the feed-forwards, conv1,conv2 for the resnets).' },
+  lora_init: { type: 'string', default: null, help: 'Start the adapters from a LoRA file or folder (ours, diffusers\' or kohya\'s, UNet layers only): its ranks, alphas and layers are used; the reference is still the base UNet. Implies LoRA training.' },
   timestep_mode: { type: 'string', default: null, help: 'default, refiner (t % 200) or turbo (250 (t % 4) + 249 with a zero-terminal-SNR schedule). Unset: guessed from the model name as train.py does, and said at start.', choices: ['default', 'refiner', 'turbo'] },
   ddp_bucket_mb: { type: 'float', default: 25, min: 0.001, help: 'Multi-process runs: gradients are averaged in buckets of about this many MB (DDP\'s bucket_cap_mb).' },
   ddp_timeout: { type: 'int', default: 1800, min: 1, help: 'Multi-process runs: seconds a rank waits for the others (rendezvous, each collective) before the job fails, naming the rank.' },

@@ -1,5 +1,6 @@
-// Training checkpoints: output_dir/checkpoint-<step>/ with the UNet in diffusers layout
-// (unet/config.json + safetensors, loadable as is), the optimizer state (optimizer.safetensors +
+// Training checkpoints: output_dir/checkpoint-<step>/ with the trained weights (a whole UNet in
+// diffusers layout, unet/config.json + safetensors, loadable as is; or the LoRA adapters alone,
+// lora_adapters.safetensors + .json), the optimizer state (optimizer.safetensors +
 // optimizer.json), and trainer_state.json (step, LR schedule, grad scaler, data-loader position,
 // every random generator's state, and the settings a resume must not change). The folder is
 // written under a temporary name and renamed when complete, so a crash mid-save never leaves a
@@ -7,10 +8,9 @@
 // in the background (snapshotCheckpoint + writeCheckpoint), so the next updates do not wait for the disk.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as torch from '../torch/index.js';
-import type { UNet2DConditionModel } from '../models/index.js';
-import { componentConfigJson, componentWeightsName, saveComponent, writeFileAtomic } from '../models/index.js';
+import { writeFileAtomic } from '../models/index.js';
 import type { LoaderState } from '../data/loader.js';
 import { UserError } from '../util/errors.js';
 
@@ -26,6 +26,8 @@ export interface RunSignature {
   method: 'dpo' | 'sft';
   /** The pairwise objective; absent in checkpoints written before it existed (then sigmoid). */
   loss_type?: string;
+  /** LoRA training's settings; absent in checkpoints written before LoRA existed (then null: the whole UNet). */
+  lora?: { rank: number | null; alpha: number | null; targets: string[]; init: string | null } | null;
   resolution: number;
   seed: number;
   learning_rate: number;
@@ -68,7 +70,22 @@ interface TrainerStateV1 extends Omit<TrainerState, 'version' | 'generators' | '
   cpuRng: string;
 }
 
-const UNET_CLASS = 'UNet2DConditionModel';
+/**
+ * What a checkpoint holds of the trained model (trained_weights.ts): tensor files and text files by
+ * path in the checkpoint folder, and how the tensor file loads back.
+ */
+export interface TrainedWeights {
+  readonly kind: 'unet' | 'lora';
+  /** The trained parameters (what the optimizer updates). */
+  readonly params: torch.Tensor[];
+  namedTensors(): [string, torch.Tensor][];
+  /** The checkpoint's tensor file, relative to the checkpoint folder. */
+  readonly weightsFile: string;
+  /** Text files written beside it (configs), by relative path. */
+  texts(): [string, string][];
+  /** Loads the tensors of weightsFile back (every key and shape checked). */
+  load(tensors: Map<string, torch.Tensor>, what: string): void;
+}
 
 export class CheckpointError extends UserError {
   constructor(readonly path: string, message: string) {
@@ -106,12 +123,17 @@ function saveError(final: string, e: unknown): UserError {
 }
 
 /** Saves a checkpoint on the calling thread (no host copy of the state is kept: the least memory, but training waits). */
-export function saveCheckpoint(outputDir: string, step: number, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>, state: TrainerState, keepLast: number | null): string {
+export function saveCheckpoint(outputDir: string, step: number, trained: TrainedWeights, optimizer: torch.optim.Optimizer<{ lr: number }>, state: TrainerState, keepLast: number | null): string {
   const { final, tmp } = checkpointPaths(outputDir, step);
   rmSync(tmp, { recursive: true, force: true });
   try {
     mkdirSync(tmp, { recursive: true });
-    saveComponent(join(tmp, 'unet'), unet, UNET_CLASS);
+    for (const [rel, text] of trained.texts()) {
+      mkdirSync(dirname(join(tmp, rel)), { recursive: true });
+      writeFileAtomic(join(tmp, rel), text);
+    }
+    mkdirSync(dirname(join(tmp, trained.weightsFile)), { recursive: true });
+    torch.saveSafetensors(join(tmp, trained.weightsFile), new Map(trained.namedTensors()), { format: 'pt' });
     const opt = optimizer.stateDict();
     torch.saveSafetensors(join(tmp, 'optimizer.safetensors'), opt.tensors);
     writeFileAtomic(join(tmp, 'optimizer.json'), JSON.stringify(opt.meta));
@@ -127,19 +149,20 @@ export function saveCheckpoint(outputDir: string, step: number, unet: UNet2DCond
 /** A checkpoint's content copied to host memory: training may change the live tensors while it is written. */
 export interface CheckpointSnapshot {
   step: number;
-  unetConfig: string;
-  unet: Map<string, torch.HostTensor>;
+  weightsFile: string;
+  texts: [string, string][];
+  weights: Map<string, torch.HostTensor>;
   optimizer: Map<string, torch.HostTensor>;
   optimizerMeta: string;
   trainerState: string;
 }
 
 /** Copies what a checkpoint holds to host memory (device tensors through pinned buffers, one synchronisation). */
-export function snapshotCheckpoint(step: number, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>, state: TrainerState): CheckpointSnapshot {
+export function snapshotCheckpoint(step: number, trained: TrainedWeights, optimizer: torch.optim.Optimizer<{ lr: number }>, state: TrainerState): CheckpointSnapshot {
   const opt = optimizer.stateDict();
   return {
-    step, unetConfig: componentConfigJson(unet, UNET_CLASS),
-    unet: torch.snapshotTensors(unet.stateDict()), optimizer: torch.snapshotTensors(opt.tensors),
+    step, weightsFile: trained.weightsFile, texts: trained.texts(),
+    weights: torch.snapshotTensors(new Map(trained.namedTensors())), optimizer: torch.snapshotTensors(opt.tensors),
     optimizerMeta: JSON.stringify(opt.meta), trainerState: JSON.stringify(state),
   };
 }
@@ -152,9 +175,12 @@ export async function writeCheckpoint(outputDir: string, snap: CheckpointSnapsho
   const { final, tmp } = checkpointPaths(outputDir, snap.step);
   await rm(tmp, { recursive: true, force: true });
   try {
-    await mkdir(join(tmp, 'unet'), { recursive: true });
-    await writeFile(join(tmp, 'unet', 'config.json'), snap.unetConfig);
-    await torch.writeSafetensorsAsync(join(tmp, 'unet', componentWeightsName()), snap.unet, { format: 'pt' });
+    for (const [rel, text] of snap.texts) {
+      await mkdir(dirname(join(tmp, rel)), { recursive: true });
+      await writeFile(join(tmp, rel), text);
+    }
+    await mkdir(dirname(join(tmp, snap.weightsFile)), { recursive: true });
+    await torch.writeSafetensorsAsync(join(tmp, snap.weightsFile), snap.weights, { format: 'pt' });
     await torch.writeSafetensorsAsync(join(tmp, 'optimizer.safetensors'), snap.optimizer);
     await writeFile(join(tmp, 'optimizer.json'), snap.optimizerMeta);
     await writeFile(join(tmp, 'trainer_state.json'), snap.trainerState);
@@ -196,10 +222,14 @@ function listNames(names: string[]): string {
   return names.slice(0, 5).join(', ') + (names.length > 5 ? `, ... (${names.length} in all)` : '');
 }
 
-/** Loads the UNet weights and the optimizer state of a checkpoint; non-finite values are refused, naming the file. */
-export function loadCheckpointWeights(path: string, unet: UNet2DConditionModel, optimizer: torch.optim.Optimizer<{ lr: number }>): void {
+/** Loads the trained weights and the optimizer state of a checkpoint; non-finite values are refused, naming the file. */
+export function loadCheckpointWeights(path: string, trained: TrainedWeights, optimizer: torch.optim.Optimizer<{ lr: number }>): void {
   torch.tidy(() => {
-    const weightsFile = join(path, 'unet', 'diffusion_pytorch_model.safetensors');
+    const weightsFile = join(path, trained.weightsFile);
+    if (!existsSync(weightsFile)) {
+      const other = trained.kind === 'lora' ? 'a whole UNet' : 'LoRA adapters';
+      throw new CheckpointError(path, `holds no ${trained.weightsFile}: it was written by a run that trained ${other} (resume with the same kind of training, or start a new --output_dir)`);
+    }
     const weights = torch.loadSafetensors(weightsFile);
     const badWeights = nonFiniteTensors(weights);
     if (badWeights.length) throw new CheckpointError(weightsFile, `NaN or infinite values in ${listNames(badWeights)}: this checkpoint cannot be resumed (resume from an earlier one)`);
@@ -207,7 +237,7 @@ export function loadCheckpointWeights(path: string, unet: UNet2DConditionModel, 
     const tensors = torch.loadSafetensors(optimizerFile);
     const badState = nonFiniteTensors(tensors);
     if (badState.length) throw new CheckpointError(optimizerFile, `NaN or infinite values in the optimizer state (${listNames(badState)}): this checkpoint cannot be resumed (resume from an earlier one)`);
-    unet.loadStateDict(weights, { what: `${path}/unet` });
+    trained.load(weights, weightsFile);
     optimizer.loadStateDict({ tensors, meta: JSON.parse(readFileSync(join(path, 'optimizer.json'), 'utf8')) });
   });
 }
@@ -220,7 +250,7 @@ export function signatureChanges(saved: RunSignature, now: RunSignature): string
     return { ...rest, ...Object.fromEntries(Object.entries(dataset).map(([k, v]) => [`dataset ${k}`, v])) };
   };
   // checkpoints written before --loss_type trained Diffusion-DPO's sigmoid objective
-  const a = flat({ ...saved, loss_type: saved.loss_type ?? 'sigmoid' });
+  const a = flat({ ...saved, loss_type: saved.loss_type ?? 'sigmoid', lora: saved.lora ?? null });
   const b = flat(now);
   for (const k of Object.keys(b)) if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(`${k}: ${JSON.stringify(a[k])} -> ${JSON.stringify(b[k])}`);
   return out;

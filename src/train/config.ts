@@ -23,6 +23,17 @@ export interface AdafactorConfig {
   weightDecay: number;
 }
 
+export interface LoraConfig {
+  /** null with init: each layer's rank and α come from the file. */
+  rank: number | null;
+  alpha: number | null;
+  dropout: number;
+  /** Layer patterns (torch.nn.matchesTarget); empty with init (the file's layers). */
+  targets: string[];
+  /** A LoRA file or folder the adapters start from. */
+  init: string | null;
+}
+
 export interface TrainConfig {
   model: {
     /** As given (a folder or a Hub id); resolved to a folder at setup. */
@@ -65,6 +76,8 @@ export interface TrainConfig {
     /** Per-pair generators (--sample_seeds) instead of the default generator's batch draws. */
     sampleSeeds: boolean;
   };
+  /** LoRA training (--lora_rank or --lora_init); null: the whole UNet is trained. */
+  lora: LoraConfig | null;
   batch: {
     /** Pairs (DPO) or images (SFT) per process and micro-step. */
     perDevice: number;
@@ -133,6 +146,26 @@ function hostEnvironment(): ConfigEnvironment {
   return { env: process.env, cudaDevices: torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0, cudaMissing: torch.cudaExpectedButMissing() };
 }
 
+/** The LoRA settings of the flags, or null (whole-UNet training). */
+function resolveLora(a: ParsedTrainArgs): LoraConfig | null {
+  const on = a.lora_rank !== null || a.lora_init !== null;
+  if (!on) {
+    for (const f of ['lora_alpha', 'lora_dropout', 'lora_target_modules'] as const) {
+      if (a.given.has(f)) throw new ArgsError(`--${f} applies to LoRA training: add --lora_rank N (or --lora_init FILE)`);
+    }
+    return null;
+  }
+  if (a.lora_init !== null) {
+    for (const f of ['lora_rank', 'lora_alpha', 'lora_target_modules'] as const) {
+      if (a.given.has(f)) throw new ArgsError(`--${f} cannot be combined with --lora_init: the adapters' ranks, alphas and layers come from ${a.lora_init}`);
+    }
+    return { rank: null, alpha: null, dropout: a.lora_dropout, targets: [], init: a.lora_init };
+  }
+  const targets = a.lora_target_modules.split(',').map((t) => t.trim()).filter(Boolean);
+  if (targets.length === 0) throw new ArgsError('--lora_target_modules names no layer');
+  return { rank: a.lora_rank, alpha: a.lora_alpha, dropout: a.lora_dropout, targets, init: null };
+}
+
 /** train.py decides refiner/turbo timesteps by substrings of the model name. */
 export function guessTimestepMode(modelName: string): TimestepMode {
   return modelName.includes('refiner') ? 'refiner' : modelName.includes('turbo') ? 'turbo' : 'default';
@@ -174,8 +207,15 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
     ? `timesteps: ${timestepMode} (--timestep_mode)`
     : `timesteps: ${timestepMode} (guessed from the model name, as train.py does; --timestep_mode overrides)`);
 
-  const adafactor = a.use_adafactor || a.sdxl;
-  if (a.sdxl && !a.use_adafactor) notes.push('--sdxl: Adafactor instead of AdamW, as train.py (gradients are still clipped)');
+  const lora = resolveLora(a);
+  // train.py forces Adafactor on SDXL to fit a whole UNet's optimizer state; adapters are small, and
+  // AdamW is what LoRA recipes use (diffusers' DPO example)
+  const adafactor = a.use_adafactor || (a.sdxl && !lora);
+  if (a.sdxl && !a.use_adafactor) notes.push(lora ? '--sdxl with LoRA: AdamW (train.py forces Adafactor only to fit a whole UNet\'s optimizer state; --use_adafactor for it)' : '--sdxl: Adafactor instead of AdamW, as train.py (gradients are still clipped)');
+  if (lora) {
+    notes.push(lora.init ? `LoRA: adapters from ${lora.init} (its ranks, alphas and layers), dropout ${lora.dropout}` :
+      `LoRA: rank ${lora.rank}, alpha ${lora.alpha ?? lora.rank}, dropout ${lora.dropout}, layers ${lora.targets.join(', ')}`);
+  }
   const gradientCheckpointing = a.gradient_checkpointing || a.sdxl;
   if (a.sdxl && !a.gradient_checkpointing) notes.push('--sdxl: gradient checkpointing on, as train.py');
 
@@ -215,6 +255,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       method, lossType, betaDpo: a.beta_dpo, betaMapo: a.beta_mapo, mapoSnrValue: a.mapo_snr_value,
       noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation, sampleSeeds: a.sample_seeds,
     },
+    lora,
     batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: layout.rank },
     distributed: { layout, timeoutMs: a.ddp_timeout * 1000, bucketBytes: Math.round(a.ddp_bucket_mb * 2 ** 20) },
     schedule: {

@@ -10,7 +10,7 @@ import { PreferenceDataset, readRowIds } from '../data/dataset.js';
 import { PairLoader } from '../data/loader.js';
 import { resolveDataset, resolveModel } from '../hub/index.js';
 import {
-  checkImageSide, checkUNetFits, disposePipeline, loadPipeline, loadUNet, readPipelineShape, savePipeline, savePipelineWithUNet,
+  attachLora, checkImageSide, checkUNetFits, disposeLoraFile, disposePipeline, loadPipeline, loadUNet, readLoraFile, readPipelineShape, savePipeline, savePipelineWithUNet,
   type PipelineComponents, type UNet2DConditionModel,
 } from '../models/index.js';
 import { cacheSettings, datasetIdentity } from '../cache/identity.js';
@@ -19,11 +19,12 @@ import { loadNoiseScheduleConfig, NoiseSchedule } from '../schedulers/noise_sche
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import {
   checkpointDirs, generatorStates, loadCheckpointWeights, nonFiniteTensors, readTrainerState, saveCheckpoint, setGeneratorStates, signatureChanges,
-  snapshotCheckpoint, writeCheckpoint, type RankState, type RunSignature, type TrainerState,
+  snapshotCheckpoint, writeCheckpoint, type RankState, type RunSignature, type TrainedWeights, type TrainerState,
 } from './checkpoint.js';
 import { DataParallel } from './data_parallel.js';
 import { BadDataError, BadRowLog } from './bad_rows.js';
-import type { TrainConfig } from './config.js';
+import type { LoraConfig, TrainConfig } from './config.js';
+import { saveLoraWeights, trainedLora, trainedUNet } from './trained_weights.js';
 import { MetricsLog } from './metrics.js';
 import { OffloadPlacement, residentPlacement, type FrozenPlacement } from './placement.js';
 import { createDiffusionStep, type DiffusionModels, type DiffusionStep } from './step.js';
@@ -51,14 +52,18 @@ export interface TrainResult {
 export interface TrainState {
   readonly config: TrainConfig;
   readonly paths: ModelPaths;
-  /** The trained UNet. */
+  /** The trained UNet (with LoRA: the frozen base the adapters sit on). */
   readonly unet: UNet2DConditionModel;
+  /** LoRA training: the adapters (the trained parameters); null when the whole UNet is trained. */
+  readonly adapters: torch.nn.LoraAdapters | null;
+  /** What the optimizer updates and checkpoints hold: the UNet, or the adapters. */
+  readonly trained: TrainedWeights;
   /** The loaded pipeline; null when training from a latent cache (its VAE and text encoders are not loaded). */
   readonly pipeline: PipelineComponents | null;
   readonly models: DiffusionModels;
   readonly placement: FrozenPlacement;
   readonly step: DiffusionStep;
-  /** The trained parameters (the UNet's). */
+  /** The trained parameters (the UNet's, or the adapters'). */
   readonly params: torch.Tensor[];
   readonly optimizer: torch.optim.Optimizer<{ lr: number }>;
   readonly schedule: torch.optim.LRScheduler;
@@ -116,6 +121,7 @@ export async function resolveAndCheckModels(config: Pick<TrainConfig, 'model' | 
 
 interface LoadedModels {
   unet: UNet2DConditionModel;
+  adapters: torch.nn.LoraAdapters | null;
   pipeline: PipelineComponents | null;
   models: DiffusionModels;
   placement: FrozenPlacement;
@@ -128,11 +134,19 @@ async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainE
   // from a latent cache the VAE and text encoders are never needed: only the UNets are loaded
   const pipeline = cached ? null : loadPipeline(modelPath, { device: 'cpu', unetFolder: join(unetSource, 'unet'), vaeFolder });
   const unet = pipeline?.unet ?? loadUNet(join(unetSource, 'unet'), { device: 'cpu' });
-  // a reference-free objective (MaPO) loads no reference UNet: one UNet in memory
+  // a reference-free objective (MaPO) loads no reference UNet, nor does LoRA training (its reference
+  // is the same UNet with the adapters off): one UNet in memory
   const { method, lossType } = config.objective;
-  const refUnet = method === 'dpo' && needsReference(lossType) ? loadUNet(join(unetSource, 'unet'), { device: 'cpu', dtype: precision.weightDtype }) : null;
-  // the trained UNet stays float32 (mixed precision autocasts its forward); the frozen models run in the weight dtype
-  unet.to(device).train();
+  const refUnet = method === 'dpo' && needsReference(lossType) && !config.lora ? loadUNet(join(unetSource, 'unet'), { device: 'cpu', dtype: precision.weightDtype }) : null;
+  // a trained UNet stays float32 (mixed precision autocasts its forward); the frozen models, and
+  // the base UNet under LoRA adapters, run in the weight dtype
+  let adapters: torch.nn.LoraAdapters | null = null;
+  if (config.lora) {
+    unet.to({ dtype: precision.weightDtype, device }).requiresGrad_(false).train();
+    adapters = makeAdapters(config.lora, unet, device);
+  } else {
+    unet.to(device).train();
+  }
   if (memory.gradientCheckpointing) unet.enableGradientCheckpointing();
   const frozen = [pipeline?.vae, pipeline?.textEncoder, pipeline?.textEncoder2, refUnet].filter((m): m is NonNullable<typeof m> => !!m);
   for (const m of frozen) m.to(precision.weightDtype).requiresGrad_(false).eval();
@@ -151,14 +165,40 @@ async function loadModels(config: TrainConfig, paths: ModelPaths, events: TrainE
   const tokenizer2 = !cached && existsSync(join(modelPath, 'tokenizer_2')) ? CLIPTokenizer.fromFolder(join(modelPath, 'tokenizer_2')) : null;
   const kind = model.sdxl ? 'sdxl' : 'sd';
   const models: DiffusionModels = {
-    kind, unet, refUnet, vae: pipeline?.vae ?? null, textEncoder: pipeline?.textEncoder ?? null,
+    kind, unet, refUnet, adapters, vae: pipeline?.vae ?? null, textEncoder: pipeline?.textEncoder ?? null,
     textEncoder2: pipeline?.textEncoder2 ?? null, tokenizer, tokenizer2, noise,
   };
   events.info(`model: ${modelPath} (${kind === 'sdxl' ? 'SDXL' : 'SD'}, UNet ${(unet.numParameters() / 1e6).toFixed(1)} M parameters` +
     `${model.unetInit ? `, from ${unetSource}` : ''}); ${cached ? `VAE and text encoders not loaded (latent cache ${config.data.latentCache}); ` : ''}` +
     `frozen models ${placement.kind === 'offload' ? 'offloaded to host memory' : 'resident'} in ${precision.weightDtype}; ` +
     `gradient checkpointing ${memory.gradientCheckpointing ? 'on' : 'off'}`);
-  return { unet, pipeline, models, placement };
+  if (adapters) {
+    const withReference = method === 'dpo' && needsReference(lossType);
+    events.info(`LoRA: ${adapters.size} adapters, ${(adapters.numParameters() / 1e6).toFixed(3)} M trained parameters (float32) on the frozen UNet (${precision.weightDtype})` +
+      (withReference ? '; the reference prediction is the UNet with its adapters off' : ''));
+  }
+  return { unet, adapters, pipeline, models, placement };
+}
+
+/** The run's adapters: new ones (peft's initialisation) on the target layers, or those of --lora_init. */
+function makeAdapters(lora: LoraConfig, unet: UNet2DConditionModel, device: torch.Device): torch.nn.LoraAdapters {
+  let adapters: torch.nn.LoraAdapters;
+  if (lora.init) {
+    const file = readLoraFile(lora.init, { unet });
+    try {
+      adapters = attachLora(file, { dtype: 'float32', device, dropout: lora.dropout }).get('unet')!;
+    } finally {
+      disposeLoraFile(file);
+    }
+    if (!adapters?.size) throw new UserError(`--lora_init ${lora.init}: no adapter with non-zero weights`);
+  } else {
+    try {
+      adapters = torch.nn.LoraAdapters.inject(unet, { rank: lora.rank!, alpha: lora.alpha ?? lora.rank!, dropout: lora.dropout, targets: lora.targets, dtype: 'float32', device });
+    } catch (e) {
+      throw new UserError(`--lora_target_modules: ${(e as Error).message}`, { cause: e });
+    }
+  }
+  return adapters.train().requiresGrad_(true);
 }
 
 /** The run's dataset with its filters (the rows a run, or a latent cache for it, takes). */
@@ -280,7 +320,8 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
   if (dp) seed = Number(await dp.shareFromRankZero('seed', String(seed)));
   torch.manualSeed(seed + rank); // train.py: set_seed(seed + process index)
 
-  const { unet, pipeline, models, placement } = await loadModels(config, paths, events);
+  const { unet, adapters, pipeline, models, placement } = await loadModels(config, paths, events);
+  const trained = adapters ? trainedLora(adapters, { base_model: config.model.unetInit ?? config.model.name, dropout: config.lora!.dropout }) : trainedUNet(unet);
   // each process lists the bad rows of its own shard
   const badRowsFile = join(config.output.dir, rank === 0 ? 'bad_rows.jsonl' : `bad_rows.rank-${rank}.jsonl`);
   if (!resumePath) rmSync(badRowsFile, { force: true });
@@ -295,14 +336,14 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
     `${config.objective.method === 'dpo' ? 'pairs' : 'images'} (${plan.maxEpochs} epoch(s) of ${updatesPerEpoch}); lr ${sc.learningRate.toExponential(2)} ${sc.lrScheduler}; ` +
     `${config.optimizer.kind === 'adamw' ? 'AdamW' : 'Adafactor'}${config.clipGradNorm === null ? ', no clipping' : `, clip ${config.clipGradNorm}`}; mixed precision ${config.precision.mixed}`);
 
-  const params = unet.parameters();
+  const params = trained.params;
   const optimizer = makeOptimizer(config, params);
   const w = batch.worldSize;
   const schedule = torch.optim.getScheduler(sc.lrScheduler, optimizer, { numWarmupSteps: sc.warmupSteps * w, numTrainingSteps: maxSteps * w });
   const scaler = config.precision.mixed === 'fp16' ? new torch.GradScaler(device) : null;
   const signature: RunSignature = {
     train_batch_size: batch.perDevice, gradient_accumulation_steps: batch.accumulation, world_size: w, method: config.objective.method,
-    loss_type: config.objective.lossType,
+    loss_type: config.objective.lossType, lora: config.lora && { rank: config.lora.rank, alpha: config.lora.alpha, targets: config.lora.targets, init: config.lora.init },
     resolution: config.data.resolution, seed, learning_rate: sc.learningRate, lr_scheduler: sc.lrScheduler, lr_warmup_steps: sc.warmupSteps,
     optimizer: config.optimizer.kind,
     dataset: {
@@ -319,7 +360,7 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
     latentScalingFactor: cache?.manifest.vae.scaling_factor, latentMomentsFormat: cache?.manifest.vae.moments_memory_format,
   });
   const state: TrainState = {
-    config, paths, unet, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
+    config, paths, unet, adapters, trained, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
     metrics: rank === 0 ? new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')) : null,
     dp,
     progress: { globalStep: 0, history: [] },
@@ -345,7 +386,7 @@ function restore(s: TrainState, path: string, saved: ReturnType<typeof readTrain
     events.info(`${path} predates run signatures: its batch size, accumulation and dataset are not checked against this run's`);
   }
   const st = saved.state;
-  loadCheckpointWeights(path, s.unet, s.optimizer);
+  loadCheckpointWeights(path, s.trained, s.optimizer);
   s.schedule.loadStateDict(st.scheduler as { name: torch.optim.ScheduleName; lastEpoch: number });
   if (st.scaler && s.scaler) s.scaler.loadStateDict(st.scaler);
   // --hard_skip_resume (train.py) restarts the interrupted epoch's data instead of continuing it
@@ -396,11 +437,11 @@ async function saveOnRankZero(s: TrainState, events: TrainEvents, o: { wait?: bo
   const rankStates = ranks ? ranks.map((r) => JSON.parse(r) as RankState) : null;
   const t0 = performance.now();
   if (syncCheckpointSaves) {
-    const path = saveCheckpoint(dir, step, s.unet, s.optimizer, checkpointState(s, rankStates), keepLast);
+    const path = saveCheckpoint(dir, step, s.trained, s.optimizer, checkpointState(s, rankStates), keepLast);
     events.info(`saved ${path} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
     return path;
   }
-  const snap = snapshotCheckpoint(step, s.unet, s.optimizer, checkpointState(s, rankStates));
+  const snap = snapshotCheckpoint(step, s.trained, s.optimizer, checkpointState(s, rankStates));
   const copied = performance.now();
   const write = writeCheckpoint(dir, snap, keepLast).then((path) => {
     events.info(`saved ${path} (training waited ${((copied - t0) / 1000).toFixed(2)} s for the copy; written in ${((performance.now() - copied) / 1000).toFixed(1)} s)`);
@@ -443,7 +484,7 @@ function throwIfSaveFailed(s: TrainState): void {
  */
 export async function saveLastGoodState(s: TrainState, events: TrainEvents): Promise<string> {
   await flushSaves(s);
-  const bad = nonFiniteTensors([...s.unet.namedParameters(), ...s.optimizer.stateDict().tensors]);
+  const bad = nonFiniteTensors([...s.trained.namedTensors(), ...s.optimizer.stateDict().tensors]);
   // with several processes rank 0 looks at the checkpoints (its own writes are complete) and every rank follows
   const lastSaved = () => checkpointDirs(s.config.output.dir).pop() ?? null;
   const earlier = s.dp ? await s.dp.decide(lastSaved) : lastSaved();
@@ -506,14 +547,30 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
   return 'done';
 }
 
+/** What a LoRA file's metadata says of the run that made it (read by upload's model card). */
+function resultDescription(s: TrainState): Record<string, unknown> {
+  const c = s.config;
+  return {
+    base_model: c.model.name, unet_init: c.model.unetInit, objective: c.objective.method === 'sft' ? 'sft' : c.objective.lossType,
+    beta_dpo: c.objective.betaDpo, steps: s.progress.globalStep, effective_batch: c.batch.perDevice * c.batch.accumulation * c.batch.worldSize,
+    learning_rate: c.schedule.learningRate, resolution: c.data.resolution, dataset: c.data.source,
+    lora: { rank: c.lora?.rank ?? null, alpha: c.lora?.alpha ?? c.lora?.rank ?? null, targets: c.lora?.targets ?? [], init: c.lora?.init ?? null, alpha_folded: true },
+  };
+}
+
 /** Writes the final pipeline (diffusers layout, the trained UNet in it), the report, and frees the state. */
 export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'], events: TrainEvents): Promise<TrainResult> {
   await flushSaves(s);
   const writer = !s.dp || s.dp.rank === 0;
   if (stoppedBy === 'done' && writer) {
-    if (s.pipeline) savePipeline(s.config.output.dir, s.pipeline);
-    else savePipelineWithUNet(s.config.output.dir, s.paths.modelPath, s.unet, { vaeFolder: s.paths.vaeFolder });
-    events.info(`saved the pipeline to ${s.config.output.dir}`);
+    if (s.adapters) {
+      const file = saveLoraWeights(s.config.output.dir, s.unet, s.adapters, resultDescription(s));
+      events.info(`saved the LoRA weights to ${file} (diffusers' layout; diffusion-dpo merge-lora folds them into the pipeline)`);
+    } else {
+      if (s.pipeline) savePipeline(s.config.output.dir, s.pipeline);
+      else savePipelineWithUNet(s.config.output.dir, s.paths.modelPath, s.unet, { vaeFolder: s.paths.vaeFolder });
+      events.info(`saved the pipeline to ${s.config.output.dir}`);
+    }
   }
   // the job is done when rank 0 has written everything
   if (s.dp) await s.dp.barrier();
@@ -533,6 +590,7 @@ export async function teardown(s: TrainState, o: { failed?: boolean } = {}): Pro
   s.scaler?.dispose();
   s.models.noise.dispose();
   s.models.refUnet?.dispose();
+  s.adapters?.remove();
   if (s.placement instanceof OffloadPlacement) s.placement.dispose();
   if (s.pipeline) disposePipeline(s.pipeline);
   else s.unet.dispose();

@@ -32,8 +32,10 @@ export type TimestepMode = 'default' | 'refiner' | 'turbo';
 export interface DiffusionModels {
   kind: 'sd' | 'sdxl';
   unet: UNet2DConditionModel;
-  /** The frozen reference (DPO only). */
+  /** The frozen reference (DPO only; null with LoRA, whose reference is `unet` with its adapters off). */
   refUnet: UNet2DConditionModel | null;
+  /** LoRA training: the trained adapters on `unet`; switched off, they give the reference prediction. */
+  adapters?: torch.nn.LoraAdapters | null;
   /** null when the step is fed latents instead of pixels. */
   vae: AutoencoderKL | null;
   /** SD: the text encoder; SDXL base: the first encoder (null for the refiner, which has only the second). */
@@ -174,7 +176,7 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
     throw new UserError(`the scheduler's prediction_type is '${m.noise.config.predictionType}': Diffusion-DPO as in the reference trains epsilon-prediction models only`);
   }
   const lossType = cfg.lossType ?? 'sigmoid';
-  if (cfg.method === 'dpo' && needsReference(lossType) && !m.refUnet) throw new Error(`the ${lossType} objective needs a reference UNet`);
+  if (cfg.method === 'dpo' && needsReference(lossType) && !m.refUnet && !m.adapters) throw new Error(`the ${lossType} objective needs a reference UNet (or LoRA adapters to switch off)`);
   const placement = cfg.placement ?? residentPlacement;
   const condition = m.kind === 'sdxl' ? sdxlConditioner(m, cfg, placement) : sdConditioner(m, placement);
   const mapTimesteps = timestepMap(cfg.timestepMode);
@@ -237,10 +239,18 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
     const inner = { latents, noise, timesteps, noisyLatents, encoderHiddenStates, pooledPromptEmbeds, addTimeIds, modelPred };
     if (!pairs) return { ...inner, loss: sftLoss(modelPred, target), dpo: null, preference: null, refPred: null };
     const ref = m.refUnet;
-    const refPred = ref ? placement.run(ref, (dev) => torch.noGrad(() => ref.forward(
-      noisyLatents.to({ device: dev }), timesteps.to({ device: dev }), encoderHiddenStates.to({ device: dev }),
-      { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } },
-    ).sample)).to({ device }) : null;
+    const adapters = m.adapters;
+    let refPred: torch.Tensor | null = null;
+    if (ref) {
+      refPred = placement.run(ref, (dev) => torch.noGrad(() => ref.forward(
+        noisyLatents.to({ device: dev }), timesteps.to({ device: dev }), encoderHiddenStates.to({ device: dev }),
+        { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } },
+      ).sample)).to({ device });
+    } else if (adapters && needsReference(lossType)) {
+      // the base model: the same UNet, adapters off, no autocast (the base weights are in the weight
+      // dtype, as a separate reference UNet's would be)
+      refPred = adapters.disabled(() => torch.noGrad(() => m.unet.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample));
+    }
     const preference = pairLoss(lossType, modelPred, refPred, target, {
       beta: cfg.betaDpo, betaMapo: cfg.betaMapo, mapoSnrValue: cfg.mapoSnrValue, numTrainTimesteps: m.noise.config.numTrainTimesteps,
     });

@@ -13,6 +13,17 @@ export interface FactoryOptions {
   device?: Device;
 }
 
+/**
+ * A low-rank adapter on a Linear or Conv2d (lora.ts): it adds to the layer's output and is no
+ * registered child, so the layer's parameters and state dict stay the base model's.
+ */
+export interface LayerAdapter {
+  /** false while adapters are switched off (e.g. for a reference prediction). */
+  readonly active: boolean;
+  /** base + the adapter's contribution for input x. */
+  addTo(base: Tensor, x: Tensor): Tensor;
+}
+
 /** A module mapping one tensor to one tensor (what Sequential chains). */
 export interface UnaryModule extends Module {
   forward(x: Tensor): Tensor;
@@ -27,8 +38,11 @@ export class Linear extends Module implements UnaryModule {
     this.bias = o.bias === false ? this.registerParameter('bias', null) : this.registerParameter('bias', empty([outFeatures], o));
     defaultLayerInit_(this.weight, this.bias);
   }
+  /** A LoRA adapter (lora.ts), or none. */
+  adapter: LayerAdapter | null = null;
   forward(x: Tensor): Tensor {
-    return F.linear(x, this.weight, this.bias);
+    const y = F.linear(x, this.weight, this.bias);
+    return this.adapter?.active ? this.adapter.addTo(y, x) : y;
   }
 }
 
@@ -54,8 +68,11 @@ export class Conv2d extends Module implements UnaryModule {
     defaultLayerInit_(this.weight, this.bias);
     this.options = { stride: o.stride ?? 1, padding: o.padding ?? 0, dilation: o.dilation ?? 1, groups };
   }
+  /** A LoRA adapter (lora.ts), or none. */
+  adapter: LayerAdapter | null = null;
   forward(x: Tensor): Tensor {
-    return F.conv2d(x, this.weight, this.bias, this.options);
+    const y = F.conv2d(x, this.weight, this.bias, this.options);
+    return this.adapter?.active ? this.adapter.addTo(y, x) : y;
   }
 }
 
