@@ -146,6 +146,17 @@ function hostEnvironment(): ConfigEnvironment {
   return { env: process.env, cudaDevices: torch.cuda.isAvailable() ? torch.cuda.deviceCount() : 0, cudaMissing: torch.cudaExpectedButMissing() };
 }
 
+/**
+ * Where full-UNet Diffusion-DPO was reported to collapse: the paper trains at 1e-8 per pair of the
+ * effective batch (lr 1e-8 with --scale_lr) and β 2500–5000; users reported collapse from about 5e-8
+ * per pair at the paper's β (../docs/training.md#diagnostics).
+ */
+const COLLAPSE = {
+  minBeta: 1000,
+  perPairLr: 5e-8,
+  source: 'Source: the "Rethinking DPO" ablation (AAAI 2026), see docs/training.md#diagnostics.',
+};
+
 /** The LoRA settings of the flags, or null (whole-UNet training). */
 function resolveLora(a: ParsedTrainArgs): LoraConfig | null {
   const on = a.lora_rank !== null || a.lora_init !== null;
@@ -233,6 +244,11 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
   // train.py accepts --beta_dpo with --sft (and ignores it): said, not refused, so its command lines still run
   if (a.given.has('beta_dpo') && (method === 'sft' || lossType === 'mapo')) notes.push(`--beta_dpo has no part in ${method === 'sft' ? 'SFT' : 'MaPO (its weight is --beta_mapo)'}`);
   if (method === 'dpo' && lossType !== 'sigmoid') notes.push(`objective: ${lossType}${lossType === 'mapo' ? ` (beta_mapo ${a.beta_mapo}, snr value ${a.mapo_snr_value}; no reference UNet)` : ` (beta ${a.beta_dpo})`}`);
+  const perPairLr = learningRate / (a.train_batch_size * a.gradient_accumulation_steps * worldSize);
+  if (method === 'dpo' && lossType === 'sigmoid' && !lora && a.beta_dpo >= COLLAPSE.minBeta && perPairLr >= COLLAPSE.perPairLr) {
+    notes.push(`WARNING: β ${a.beta_dpo} with a learning rate of ${perPairLr.toExponential(1)} per pair of the effective batch is in the range reported to collapse ` +
+      `Diffusion-DPO (from ${COLLAPSE.perPairLr.toExponential(0)} per pair at the paper's β; the paper trains at 1e-8 per pair: --learning_rate 1e-8 --scale_lr). ${COLLAPSE.source}`);
+  }
   if (method === 'dpo' && a.given.has('image_column')) {
     throw new ArgsError('--image_column applies to SFT on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
   }

@@ -62,12 +62,22 @@ export function renderReport(history: Record<string, number>[], resources?: Reso
   const table = (title: string, o: Record<string, number>) => `<h2>${title}</h2><table>${Object.entries(o).map(([k, v]) => `<tr><th>${k}</th><td>${cell(v)}</td></tr>`).join('')}</table>`;
   const res = resources ? table('Resources', resources as unknown as Record<string, number>) : '';
   const bad = Object.keys(badRows).length ? table('Unusable rows (listed in bad_rows.jsonl)', badRows) : '<h2>Unusable rows</h2><p>none</p>';
+  // implicit accuracy per timestep quarter, over the run's updates (each update's share counts once)
+  const quarters = [...new Set(history.flatMap((r) => Object.keys(r).filter((k) => k.startsWith('implicit_acc_t'))))];
+  const byTimestep = quarters.length ? table('Implicit accuracy by timestep (mean over updates)', Object.fromEntries(quarters.map((k) => {
+    const v = history.map((r) => r[k]).filter((x): x is number => Number.isFinite(x));
+    return [k, v.reduce((a, b) => a + b, 0) / v.length];
+  }))) : '';
+  const spikes = history.filter((r) => r.loss_spike).map((r) => r.step);
+  const spikeList = `<h2>Loss spikes</h2><p>${spikes.length ? `at steps ${spikes.join(', ')} (the log names each one's dataset rows)` : 'none'}</p>`;
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>diffusion-dpo training report</title>
 <style>body{font-family:system-ui,sans-serif;margin:2em;color:#222}figure{display:inline-block;margin:1em}table{border-collapse:collapse}th,td{padding:2px 10px;text-align:left;border-bottom:1px solid #eee}</style></head>
-<body><h1>Training report</h1><p>${history.length} optimizer updates.</p><table>${summary}</table>${res}${bad}
+<body><h1>Training report</h1><p>${history.length} optimizer updates.</p><table>${summary}</table>${res}${bad}${byTimestep}${spikeList}
 ${chart('train_loss', history, 'train_loss', '#c0392b')}
 ${chart('implicit_acc_accumulated', history, 'implicit_acc_accumulated', '#2471a3')}
 ${chart('model_mse_unaccumulated', history, 'model_mse_unaccumulated', '#7d3c98')}
+${chart('reward_margin_mean', history, 'reward_margin_mean', '#d35400')}
+${chart('grad_norm', history, 'grad_norm', '#34495e')}
 ${chart('lr', history, 'lr', '#1e8449')}
 ${chart('pairs_per_s', history, 'pairs_per_s', '#7f8c8d')}
 </body></html>

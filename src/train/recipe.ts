@@ -31,6 +31,7 @@ import { createDiffusionStep, type DiffusionModels, type DiffusionStep } from '.
 import { ResourceMonitor, type ResourceSummary } from './telemetry.js';
 import { NonFiniteLossError, runUpdate } from './update.js';
 import { needsReference } from './objectives.js';
+import { describeSpike, LossSpikeDetector } from './loss_spikes.js';
 import { UserError } from '../util/errors.js';
 
 export interface TrainEvents {
@@ -79,6 +80,8 @@ export interface TrainState {
   readonly signature: RunSignature;
   readonly plan: { maxSteps: number; maxEpochs: number; updatesPerEpoch: number };
   progress: { globalStep: number; history: Record<string, number>[] };
+  /** Reports updates whose loss jumps far above the recent ones. */
+  readonly spikes: LossSpikeDetector;
   /** The checkpoint being written in the background (one at a time), and a write that failed. */
   saves: { pending: Promise<string> | null; failed: Error | null; count: number };
 }
@@ -362,7 +365,7 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
   const state: TrainState = {
     config, paths, unet, adapters, trained, pipeline, models, placement, step, params, optimizer, schedule, scaler, dataset, loader, monitor, badRows, signature, plan,
     metrics: rank === 0 ? new MetricsLog(config.output.logDir, config.output.reportTo === 'tensorboard', join(config.output.dir, 'report.html')) : null,
-    dp,
+    dp, spikes: new LossSpikeDetector(),
     progress: { globalStep: 0, history: [] },
     saves: { pending: null, failed: null, count: 0 },
   };
@@ -514,13 +517,18 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
       const u = await runUpdate(s);
       if (!u) break; // epochs exhausted
       const step = ++s.progress.globalStep;
-      const { pairs, dataWaitSeconds, ...logged } = u;
+      const { pairs, dataWaitSeconds, rows, accByTimestep, ...logged } = u;
       const seconds = (performance.now() - t0) / 1000;
       // the job's throughput (every process's pairs); the share of the update spent averaging gradients
       const row: Record<string, number> = {
-        step, ...logged, bad_rows: s.badRows.total, ...s.monitor.window(pairs * s.config.batch.worldSize, seconds, dataWaitSeconds),
+        step, ...logged, ...accByTimestep, bad_rows: s.badRows.total, ...s.monitor.window(pairs * s.config.batch.worldSize, seconds, dataWaitSeconds),
         ...(s.dp ? { comm_share: Math.min(1, s.dp.takeCommSeconds() / seconds) } : {}),
       };
+      const spike = s.spikes.observe(step, u.train_loss, rows);
+      if (spike) {
+        row.loss_spike = 1;
+        if (s.config.batch.rank === 0) events.info(describeSpike(spike));
+      }
       s.progress.history.push(row);
       s.metrics?.log(step, row);
       events.update({ step, total: maxSteps, loss: u.train_loss, lr: u.lr, implicitAcc: u.implicit_acc_accumulated ?? null, pairsPerSecond: row.pairs_per_s!, badRows: s.badRows.total });

@@ -36,12 +36,38 @@ export interface UpdateStats {
   model_mse_l?: number;
   ref_mse_w?: number;
   ref_mse_l?: number;
+  /** The global gradient norm before clipping (after unscaling with fp16). */
+  grad_norm: number;
+  /** Pairwise objectives: implicit accuracy of the update's pairs by timestep quarter (keys implicit_acc_t<lo>_<hi>), where the quarter had pairs. */
+  accByTimestep?: Record<string, number>;
+  /** The dataset rows of the update's batches (the loss-spike warning names them). */
+  rows: number[];
 }
 
 export class NonFiniteLossError extends Error {}
 
 /** Where each logged value sits in a micro-step's stats tensor (SFT: the loss alone). */
-const STAT = { loss: 0, acc: 1, mse: 2, refMse: 3, marginMean: 4, marginStd: 5, mseW: 6, mseL: 7, refMseW: 8, refMseL: 9 } as const;
+const STAT = { loss: 0, acc: 1, mse: 2, refMse: 3, marginMean: 4, marginStd: 5, mseW: 6, mseL: 7, refMseW: 8, refMseL: 9, buckets: 10 } as const;
+/** Implicit accuracy is also counted per quarter of the training timesteps: [right, pairs] per quarter from STAT.buckets. */
+const TIMESTEP_QUARTERS = 4;
+
+/** Per timestep quarter, [pairs ranked right, pairs], as 2·quarters values on the device. */
+function accuracyByTimestep(margin: torch.Tensor, pairTimesteps: torch.Tensor, numTrainTimesteps: number): torch.Tensor[] {
+  const quarter = pairTimesteps.float().mul(TIMESTEP_QUARTERS / numTrainTimesteps).floor().clamp(0, TIMESTEP_QUARTERS - 1);
+  const right = margin.gt(0).float();
+  const out: torch.Tensor[] = [];
+  for (let q = 0; q < TIMESTEP_QUARTERS; q++) {
+    const inQuarter = quarter.eq(q).float();
+    out.push(inQuarter.mul(right).sum(), inQuarter.sum());
+  }
+  return out;
+}
+
+/** The logged name of a timestep quarter: implicit_acc_t0_249, ... for T = 1000. */
+function quarterName(q: number, numTrainTimesteps: number): string {
+  const size = numTrainTimesteps / TIMESTEP_QUARTERS;
+  return `implicit_acc_t${Math.ceil(q * size)}_${Math.ceil((q + 1) * size) - 1}`;
+}
 
 /**
  * Forward and backward of one batch; returns the STAT values as a tensor on the device, read by
@@ -65,14 +91,24 @@ function microStep(s: TrainState, batch: Batch): torch.Tensor {
     return torch.stack([
       r.loss.float(), d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss?.float() ?? none(),
       marginMean, margin.sub(marginMean).pow(2).mean().sqrt(), ...halves(d.modelLosses), ...halves(d.refLosses),
+      ...accuracyByTimestep(margin, r.timesteps.chunk(2)[0]!, s.models.noise.config.numTrainTimesteps),
     ]).keep();
+  });
+}
+
+/**
+ * Unscales the gradients (fp16) and clips them (unless --use_adafactor); returns the global norm
+ * before clipping as a 0-d tensor on the device, read with the update's stats (no extra sync).
+ */
+function unscaleAndClip(s: TrainState): torch.Tensor {
+  return torch.tidy(() => {
+    if (s.scaler) s.scaler.unscale_(s.optimizer);
+    return torch.optim.clipGradNorm_(s.params, s.config.clipGradNorm ?? Number.POSITIVE_INFINITY).float().keep();
   });
 }
 
 function applyUpdate(s: TrainState): void {
   torch.tidy(() => {
-    if (s.scaler) s.scaler.unscale_(s.optimizer);
-    if (s.config.clipGradNorm !== null) torch.optim.clipGradNorm_(s.params, s.config.clipGradNorm);
     if (s.scaler) {
       s.scaler.step(s.optimizer);
       s.scaler.update();
@@ -115,14 +151,14 @@ async function agreedBatch(s: TrainState): Promise<Batch | null> {
  * CUDA the wait for the device runs off the JS thread, so the next batches' host work (decoding
  * callbacks, crops, tokenising) proceeds while the GPU finishes the update's micro-steps.
  */
-async function readStats(stats: torch.Tensor[], device: torch.Device): Promise<number[][]> {
+async function readStats(stats: torch.Tensor[], scalars: torch.Tensor[], device: torch.Device): Promise<{ values: number[][]; scalars: number[] }> {
   try {
     if (torch.deviceType(device) === 'cuda') await torch.cuda.synchronizeAsync(Number(device.split(':')[1] ?? 0));
-    const flat = torch.tidy(() => torch.stack(stats).toArray());
+    const flat = torch.tidy(() => torch.cat([torch.stack(stats).flatten(), ...scalars.map((t) => t.reshape([1]))]).toArray());
     const width = stats[0]!.shape[0]!;
-    return stats.map((_, k) => flat.slice(k * width, (k + 1) * width));
+    return { values: stats.map((_, k) => flat.slice(k * width, (k + 1) * width)), scalars: flat.slice(stats.length * width) };
   } finally {
-    for (const t of stats) t.dispose();
+    for (const t of [...stats, ...scalars]) t.dispose();
   }
 }
 
@@ -138,6 +174,7 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
   const pending: torch.Tensor[] = [];
   let pairs = 0;
   let dataWait = 0;
+  const rows: number[] = [];
   try {
     while (pending.length < accum) {
       const t0 = performance.now();
@@ -149,6 +186,7 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
       if (s.dp && pending.length === accum - 1) s.dp.armBeforeLastBackward(s.params);
       pending.push(microStep(s, batch));
       pairs += batch.shape[0];
+      rows.push(...batch.rows);
     }
   } catch (e) {
     for (const t of pending) t.dispose();
@@ -157,15 +195,22 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
   if (pending.length === 0) return null;
   // gradients averaged across processes on update steps only (micro-steps accumulate locally, as DDP's no_sync)
   if (s.dp) await s.dp.averageGradients(s.params);
+  // the norm is the same on every rank (the gradients are averaged)
+  const norm = unscaleAndClip(s);
   // the update's one host read, before anything is applied: a non-finite loss leaves the weights as they were
-  let values = await readStats(pending, s.config.device);
+  const read = await readStats(pending, [norm], s.config.device);
+  let values = read.values;
+  const gradNorm = read.scalars[0]!;
   // the logged values are the means over the processes (train.py gathers them); a NaN anywhere is a NaN everywhere
   if (s.dp) values = await averageAcrossRanks(s.dp, values);
   values.forEach((v, k) => {
     if (!Number.isFinite(v[STAT.loss]!) && !s.scaler) throw new NonFiniteLossError(`loss is ${v[STAT.loss]} at step ${s.progress.globalStep + 1} (micro-step ${k + 1})`);
   });
   applyUpdate(s);
-  const out: UpdateStats = { train_loss: values.reduce((sum, v) => sum + v[STAT.loss]! / accum, 0), lr: s.schedule.getLastLr()[0]!, pairs, dataWaitSeconds: dataWait / 1000 };
+  const out: UpdateStats = {
+    train_loss: values.reduce((sum, v) => sum + v[STAT.loss]! / accum, 0), lr: s.schedule.getLastLr()[0]!, pairs, dataWaitSeconds: dataWait / 1000,
+    grad_norm: gradNorm, rows,
+  };
   if (s.config.objective.method === 'dpo') {
     // train.py accumulates the implicit accuracy and logs the last micro-step's MSEs ("unaccumulated")
     const last = values[values.length - 1]!;
@@ -177,6 +222,14 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
       reward_margin_mean: mean(STAT.marginMean), reward_margin_std: mean(STAT.marginStd), model_mse_w: last[STAT.mseW]!, model_mse_l: last[STAT.mseL]!,
       ...(withRef ? { ref_mse_w: last[STAT.refMseW]!, ref_mse_l: last[STAT.refMseL]! } : {}),
     });
+    const T = s.models.noise.config.numTrainTimesteps;
+    const byQuarter: Record<string, number> = {};
+    for (let q = 0; q < TIMESTEP_QUARTERS; q++) {
+      const right = values.reduce((sum, v) => sum + v[STAT.buckets + 2 * q]!, 0);
+      const count = values.reduce((sum, v) => sum + v[STAT.buckets + 2 * q + 1]!, 0);
+      if (count > 0) byQuarter[quarterName(q, T)] = right / count;
+    }
+    out.accByTimestep = byQuarter;
   }
   return out;
 }
