@@ -3,9 +3,9 @@
 // without a reference UNet; the objective is part of the run's signature, and the flags that only
 // apply to one objective are refused with another.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { needsReference, pairLoss, PAIR_LOSS_TYPES } from '../src/train/objectives.js';
@@ -104,7 +104,7 @@ describe('training with each objective', () => {
     '--resolution', '16', '--train_batch_size', '2', '--max_train_steps', '3', '--learning_rate', '1e-3', '--lr_scheduler', 'constant',
     '--lr_warmup_steps', '0', '--checkpointing_steps', '3', '--mixed_precision', 'no', '--seed', '2', ...extra];
 
-  for (const type of ['hinge', 'ipo', 'mapo'] as const) {
+  for (const type of ['hinge', 'ipo', 'mapo', 'kto'] as const) {
     test(`--loss_type ${type}: trains, logs, and saves`, async () => {
       const out = join(dir, type);
       const r = await runTrain(flags(out, ['--loss_type', type]));
@@ -124,10 +124,66 @@ describe('training with each objective', () => {
     });
   }
 
+  test('--loss_type kto on unpaired like/dislike rows {caption, image, label}: one image per sample, SFT on the same rows keeps the liked ones', async () => {
+    // the pairs' images as single rows: the preferred one liked, the other disliked (in words, as users write them)
+    const unpaired = join(dirname(data), 'unpaired.jsonl');
+    const rows = readFileSync(data, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { caption: string; image_0: string; image_1: string; label_0: number });
+    writeFileSync(unpaired, rows.flatMap((r) => {
+      const [w, l] = r.label_0 === 1 ? [r.image_0, r.image_1] : [r.image_1, r.image_0];
+      return [{ caption: r.caption, image: w, label: 'like' }, { caption: r.caption, image: l, label: 0 }];
+    }).map((o) => JSON.stringify(o)).join('\n') + '\n');
+    const out = join(dir, 'kto-unpaired');
+    const r = await runTrain(flags(out, ['--loss_type', 'kto']).map((a) => (a === data ? unpaired : a)));
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.err, /16 labelled single images/);
+    assert.match(r.err, /plan: 3 updates of 2 x 1 x 1 = 2 images/);
+    assert.ok(metricsRows(out).every((x) => Number.isFinite(x.train_loss) && x.implicit_acc_accumulated! >= 0));
+    assert.ok(Math.abs(metricsRows(out)[0]!.train_loss! - 0.5) < 1e-6, 'at the start model = reference: 1 − σ(0)');
+    const sft = await runTrain(flags(join(dir, 'sft-unpaired'), ['--sft', '--max_train_steps', '1']).map((a) => (a === data ? unpaired : a)));
+    assert.equal(sft.code, 0, sft.err);
+    assert.match(sft.err, /8 kept/, 'SFT keeps the 8 liked images');
+    // DPO cannot use single images
+    const dpo = await runTrain(flags(join(dir, 'dpo-unpaired'), []).map((a) => (a === data ? unpaired : a)));
+    assert.equal(dpo.code, 1);
+    assert.match(dpo.err, /DPO needs pairs .*--loss_type kto on single images with a per-image label column/);
+  });
+
   test('resuming with another objective is refused, naming loss_type', async () => {
     const r = await runTrain(flags(join(dir, 'hinge'), ['--loss_type', 'ipo', '--max_train_steps', '4']));
     assert.equal(r.code, 1);
     assert.match(r.err, /loss_type: "hinge" -> "ipo"/);
+  });
+});
+
+describe('KTO worked examples (per image: g = m_ref − m, z = max(0, mean g), loss = mean λ_y (1 − σ(β sgn(y) (g − z))))', () => {
+  const labels = () => torch.tensor([1, 0], { dtype: 'float64' });
+  test('m = (0.3, 0.5), m_ref = (0.4, 0.4), β = 10: g = (0.1, −0.1), z = 0, loss = 1 − σ(1) = 0.2689414', () => {
+    torch.tidy(() => {
+      const out = pairLoss('kto', predWithMse([0.3, 0.5]), predWithMse([0.4, 0.4]), zero(), { beta: 10, labels: labels() });
+      assert.ok(Math.abs(item(out.loss) - 0.2689414213699951) < 1e-9, `${item(out.loss)}`);
+      assert.equal(item(out.implicitAcc), 1);
+      assert.deepEqual(out.margin.toArray().map((v) => Math.round(v * 1e9) / 1e9), [1, 1]);
+    });
+  });
+  test('m = (0.2, 0.5): z = 0.05 is taken off g, loss = 1 − σ(1.5) = 0.1824255; λ_D = 2 weighs the desirable image twice: 0.2736383', () => {
+    torch.tidy(() => {
+      const out = pairLoss('kto', predWithMse([0.2, 0.5]), predWithMse([0.4, 0.4]), zero(), { beta: 10, labels: labels() });
+      assert.ok(Math.abs(item(out.loss) - 0.18242552380635635) < 1e-9, `${item(out.loss)}`);
+      const weighted = pairLoss('kto', predWithMse([0.2, 0.5]), predWithMse([0.4, 0.4]), zero(), { beta: 10, labels: labels(), lambdaDesirable: 2, lambdaUndesirable: 1 });
+      assert.ok(Math.abs(item(weighted.loss) - 0.2736382857095345) < 1e-9, `${item(weighted.loss)}`);
+      assert.deepEqual(out.byPreference.model.map(item).map((v) => Math.round(v * 1e6) / 1e6), [0.2, 0.5], 'desirable and undesirable MSEs apart (float32)');
+    });
+  });
+  test('a negative batch mean of g is not subtracted (z is clamped at 0); the gradient lowers the desirable image\'s error and raises the undesirable one\'s', () => {
+    torch.tidy(() => {
+      const q = predWithMse([0.5, 0.3], true);
+      const out = pairLoss('kto', q, predWithMse([0.4, 0.4]), zero(), { beta: 10, labels: labels() });
+      // g = (−0.1, 0.1), mean 0: x = (−1, −1), loss = 1 − σ(−1)
+      assert.ok(Math.abs(item(out.loss) - (1 - 1 / (1 + Math.E))) < 1e-9);
+      out.loss.backward();
+      const [gw, gl] = q.grad!.toArray() as [number, number];
+      assert.ok(gw > 0 && gl < 0, `${gw}, ${gl}`);
+    });
   });
 });
 
@@ -139,5 +195,9 @@ describe('flags', () => {
     assert.throws(() => resolve(['--sft', '--loss_type', 'hinge']), /cannot be combined with --loss_type hinge/);
     assert.throws(() => resolve(['--beta_mapo', '0.2']), /--beta_mapo applies to --loss_type mapo/);
     assert.match(resolve(['--loss_type', 'mapo', '--beta_dpo', '100']).notes.join('\n'), /--beta_dpo has no part in MaPO/);
+    assert.equal(resolve(['--loss_type', 'kto']).objective.betaDpo, 1000, 'Diffusion-KTO\'s default β');
+    assert.equal(resolve(['--loss_type', 'kto', '--beta_dpo', '300']).objective.betaDpo, 300);
+    assert.throws(() => resolve(['--kto_lambda_desirable', '2']), /--kto_lambda_desirable applies to --loss_type kto/);
+    assert.throws(() => resolve(['--loss_type', 'kto', '--latent_cache', 'c']), /kto cannot train from --latent_cache/);
   });
 });

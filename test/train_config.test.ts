@@ -92,6 +92,8 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   beta_mapo: { args: ['--loss_type', 'mapo', '--beta_mapo', '0.2'] },
   mapo_snr_value: { args: ['--loss_type', 'mapo', '--mapo_snr_value', '0.3'] },
   lora_rank: { args: ['--lora_rank', '4'] },
+  kto_lambda_desirable: { args: ['--loss_type', 'kto', '--kto_lambda_desirable', '2'] },
+  kto_lambda_undesirable: { args: ['--loss_type', 'kto', '--kto_lambda_undesirable', '2'] },
   lora_alpha: { args: ['--lora_rank', '4', '--lora_alpha', '8'] },
   lora_dropout: { args: ['--lora_rank', '4', '--lora_dropout', '0.1'] },
   lora_target_modules: { args: ['--lora_rank', '4', '--lora_target_modules', 'to_q,ff.net.2'] },

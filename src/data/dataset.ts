@@ -14,13 +14,19 @@ import { TarPairSource } from './sources/tar.js';
 import { ParquetPairSource, PICKAPIC_COLUMNS, type PreferenceColumns } from './sources/parquet.js';
 import { UserError } from '../util/errors.js';
 
+export type DataMethod = 'dpo' | 'sft' | 'kto';
+
 export interface DatasetOptions {
   split?: string;
   dreamlikePairsOnly?: boolean;
   maxTrainSamples?: number;
   seed?: number;
-  /** SFT keeps the preferred image only; DPO (default) keeps pairs. */
-  method?: 'dpo' | 'sft';
+  /**
+   * SFT keeps the preferred image only (and the desirable ones of labelled single images); DPO
+   * (default) keeps pairs; KTO takes pairs (each gives a desirable and an undesirable image) or
+   * single images with a per-image label.
+   */
+  method?: DataMethod;
   /** Pair columns, plus `image`: the image column of single-image (SFT) data (default 'image'). */
   columns?: Partial<PreferenceColumns> & { image?: string };
   /** Raw row ids to leave out (`data --verify --write_exclude` writes them). */
@@ -72,7 +78,7 @@ export async function openSource(path: string, o: DatasetOptions = {}): Promise<
   const columns = { ...PICKAPIC_COLUMNS, ...pairColumns };
   const table = { caption: columns.caption, image: image ?? 'image' };
   // single images are SFT data: a DPO run never reads a row as one
-  const singleImageColumn = o.method === 'sft' ? table.image : undefined;
+  const singleImageColumn = o.method === 'sft' || o.method === 'kto' ? table.image : undefined;
   if (statSync(path).isFile()) {
     const ext = extname(path).toLowerCase();
     if (ext === '.parquet') return ParquetPairSource.open([path], columns, singleImageColumn);
@@ -114,7 +120,7 @@ export function readRowIds(file: string): Set<number> {
 }
 
 export class PreferenceDataset {
-  private constructor(readonly source: PairSource, readonly indices: number[], readonly stats: DatasetStats, readonly method: 'dpo' | 'sft') {}
+  private constructor(readonly source: PairSource, readonly indices: number[], readonly stats: DatasetStats, readonly method: DataMethod) {}
 
   static async open(path: string, o: DatasetOptions = {}): Promise<PreferenceDataset> {
     return PreferenceDataset.fromSource(await openSource(path, o), o);
@@ -123,7 +129,10 @@ export class PreferenceDataset {
   static async fromSource(source: PairSource, o: DatasetOptions = {}): Promise<PreferenceDataset> {
     const method = o.method ?? 'dpo';
     if (method === 'dpo' && !source.pairs) {
-      throw new DatasetError(`${source.description}: single images, not preference pairs; DPO needs pairs (--sft trains on single images)`);
+      throw new DatasetError(`${source.description}: single images, not preference pairs; DPO needs pairs (--sft trains on single images; --loss_type kto on single images with a per-image label column)`);
+    }
+    if (method === 'kto' && !source.pairs && !source.imageLabels) {
+      throw new DatasetError(`${source.description}: single images without a per-image 'label' column; KTO needs like/dislike labels (a JSONL/CSV table or metadata.jsonl with label 1/0) or preference pairs`);
     }
     const meta = await source.scanMeta();
     const bad: Partial<Record<BadReason, number>> = {};
@@ -150,6 +159,11 @@ export class PreferenceDataset {
         ties++;
         return;
       }
+      // SFT learns from the desirable images of labelled single images only
+      if (method === 'sft' && !source.pairs && m.label0 === 0) {
+        count('undesirable');
+        return;
+      }
       if (o.dreamlikePairsOnly) {
         if (m.model0 === undefined || m.model1 === undefined) {
           count('missing_column', i, '--dreamlike_pairs_only needs the model_0 and model_1 columns');
@@ -168,6 +182,11 @@ export class PreferenceDataset {
     }
     const stats: DatasetStats = { source: source.description, rowsRead: meta.length, tiesRemoved: ties, excluded, kept: indices.length, bad, badRows };
     return new PreferenceDataset(source, indices, stats, method);
+  }
+
+  /** Images per sample: two for pairs (preferred first), one for SFT and for labelled single images. */
+  get imagesPerSample(): 1 | 2 {
+    return this.method === 'sft' || !this.source.pairs ? 1 : 2;
   }
 
   get length(): number {

@@ -56,6 +56,8 @@ export interface Batch {
   captions: string[];
   /** Raw dataset row of each sample (for logs and tests). */
   rows: number[];
+  /** KTO on labelled single images: each sample's label (1 desirable, 0 undesirable). */
+  labels?: number[];
   /** Token ids of the captions, when a tokenize hook was given. */
   inputIds?: number[][];
   epoch: number;
@@ -210,11 +212,12 @@ export class PairLoader {
     const captions = items.map((i) => i.caption);
     const rows = items.map((i) => i.row);
     if (items[0]!.encoded) return { encoded: collateEncoded(items.map((i) => i.encoded!)), shape: [b, 0, 0, 0], captions, rows, epoch, step };
-    const channels = this.dataset.method === 'sft' ? 3 : 6;
+    const channels = 3 * this.dataset.imagesPerSample;
     const r = this.#o.resolution;
     const pixels = new Uint8Array(b * channels * r * r);
     items.forEach((it, i) => pixels.set(it.pixels!, i * channels * r * r));
     const batch: Batch = { pixels, shape: [b, channels, r, r], captions, rows, epoch, step };
+    if (items[0]!.label !== undefined) batch.labels = items.map((i) => i.label!);
     if (this.#o.tokenize) batch.inputIds = this.#o.tokenize(captions);
     return batch;
   }

@@ -24,6 +24,11 @@ export interface PairSource {
    * as the preferred image of a pair would be.
    */
   readonly pairs: boolean;
+  /**
+   * Single-image sources whose rows carry a per-image label (label_0: 1 desirable, 0 undesirable),
+   * the unpaired data of Diffusion-KTO; without one every single image counts as desirable.
+   */
+  readonly imageLabels?: boolean;
   /** Number of raw rows. */
   readonly size: number;
   /** The small fields of every row (labels, models), without reading images. */
@@ -32,7 +37,7 @@ export interface PairSource {
   read(indices: number[]): Promise<PairRow[]>;
 }
 
-export const BAD_REASONS = ['tie', 'not_dreamlike', 'bad_label', 'null_caption', 'missing_image', 'undecodable_image', 'missing_column', 'unreadable_row'] as const;
+export const BAD_REASONS = ['tie', 'not_dreamlike', 'undesirable', 'bad_label', 'null_caption', 'missing_image', 'undecodable_image', 'missing_column', 'unreadable_row'] as const;
 export type BadReason = (typeof BAD_REASONS)[number];
 
 /** A row that cannot be used: its raw index in the source, why, and what was found. */

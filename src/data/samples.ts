@@ -5,6 +5,7 @@
 import type { HostTensor } from '../torch/io/safetensors.js';
 import { ImageDecodeError } from './decode.js';
 import type { BadReason, PairRow, PairSource } from './record.js';
+import type { DataMethod } from './dataset.js';
 import { hash32, Rng } from './rng.js';
 import type { TransformPool } from './transform_pool.js';
 
@@ -48,6 +49,8 @@ export interface PreparedSample {
   pixels?: Uint8Array;
   /** From a latent cache. */
   encoded?: EncodedSample;
+  /** KTO on labelled single images: 1 desirable, 0 undesirable. */
+  label?: number;
 }
 
 export type SampleOutcome = PreparedSample | { bad: BadReason; detail?: string };
@@ -63,7 +66,7 @@ export interface ImageSampleOptions {
   randomCrop: boolean;
   hflip: boolean;
   proportionEmptyPrompts: number;
-  method: 'dpo' | 'sft';
+  method: DataMethod;
 }
 
 /** Samples from the images: read the row, check it, decode and transform its image(s) in the pool. */
@@ -81,7 +84,9 @@ export class ImageSamples implements SampleSource {
     if (row.caption === null || (Array.isArray(row.caption) && row.caption.length === 0)) return { bad: 'null_caption' };
     if (row.label0 === null || (row.label0 !== 0 && row.label0 !== 1)) return { bad: 'bad_label', detail: `label_0 = ${String(row.label0)}` };
     const preferredFirst = row.label0 !== 0;
-    const images = this.o.method === 'sft' ? [preferredFirst ? row.image0 : row.image1] : preferredFirst ? [row.image0, row.image1] : [row.image1, row.image0];
+    // labelled single images (KTO): the image and its label
+    const single = !this.source.pairs;
+    const images = single ? [row.image0] : this.o.method === 'sft' ? [preferredFirst ? row.image0 : row.image1] : preferredFirst ? [row.image0, row.image1] : [row.image1, row.image0];
     for (const img of images) {
       if (!(img instanceof Uint8Array)) return { bad: 'missing_image', detail: img.missing };
     }
@@ -102,6 +107,6 @@ export class ImageSamples implements SampleSource {
       merged.set(p, off);
       off += p.length;
     }
-    return { pixels: merged, caption: chooseCaption(row.caption, c), row: rowIndex };
+    return { pixels: merged, caption: chooseCaption(row.caption, c), row: rowIndex, ...(single && this.o.method === 'kto' ? { label: row.label0 } : {}) };
   }
 }

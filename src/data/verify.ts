@@ -31,7 +31,7 @@ async function checkRow(ds: PreferenceDataset, row: number): Promise<{ bad: BadR
   if (r.caption === null || (Array.isArray(r.caption) && r.caption.length === 0)) return { bad: { row, reason: 'null_caption' }, decoded: 0 };
   if (r.label0 !== 0 && r.label0 !== 1) return { bad: { row, reason: 'bad_label', detail: `label_0 = ${String(r.label0)}` }, decoded: 0 };
   const preferredFirst = r.label0 !== 0;
-  const images = ds.method === 'sft' ? [preferredFirst ? r.image0 : r.image1] : [r.image0, r.image1];
+  const images = !ds.source.pairs ? [r.image0] : ds.method === 'sft' ? [preferredFirst ? r.image0 : r.image1] : [r.image0, r.image1];
   let decoded = 0;
   for (const img of images) {
     if (!(img instanceof Uint8Array)) return { bad: { row, reason: 'missing_image', detail: img.missing }, decoded };

@@ -33,6 +33,7 @@ export function batchToDevice(batch: Batch, device: torch.Device): StepBatch {
     if (!batch.pixels) throw new Error('a batch holds pixels or cached encodings');
     const host = torch.fromTypedArray(batch.pixels, [...batch.shape]);
     const out: StepBatch = { pixelValues: normalizePixelsOnDevice(torch.toDeviceNonBlocking(host, device)), captions: batch.captions };
+    if (batch.labels) out.labels = batch.labels;
     if (batch.inputIds) out.inputIds = torch.toDeviceNonBlocking(torch.tensor(batch.inputIds, { dtype: 'int64' }), device);
     return out;
   });

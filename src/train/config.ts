@@ -71,6 +71,9 @@ export interface TrainConfig {
     betaDpo: number;
     betaMapo: number;
     mapoSnrValue: number;
+    /** KTO's λ_D and λ_U. */
+    ktoLambdaDesirable: number;
+    ktoLambdaUndesirable: number;
     noiseOffset: number;
     inputPerturbation: number;
     /** Per-pair generators (--sample_seeds) instead of the default generator's batch draws. */
@@ -238,19 +241,29 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
   if (a.sft && a.given.has('loss_type') && a.loss_type !== 'sft') throw new ArgsError(`--sft trains on the preferred images alone; it cannot be combined with --loss_type ${a.loss_type}`);
   const method = a.sft || a.loss_type === 'sft' ? 'sft' : 'dpo';
   const lossType = (method === 'sft' ? 'sigmoid' : a.loss_type) as PairLossType;
-  for (const f of ['beta_mapo', 'mapo_snr_value'] as const) {
-    if (a.given.has(f) && lossType !== 'mapo') throw new ArgsError(`--${f} applies to --loss_type mapo (this run's objective is ${method === 'sft' ? 'sft' : lossType})`);
+  for (const [f, owner] of [['beta_mapo', 'mapo'], ['mapo_snr_value', 'mapo'], ['kto_lambda_desirable', 'kto'], ['kto_lambda_undesirable', 'kto']] as const) {
+    if (a.given.has(f) && lossType !== owner) throw new ArgsError(`--${f} applies to --loss_type ${owner} (this run's objective is ${method === 'sft' ? 'sft' : lossType})`);
+  }
+  // Diffusion-KTO's β (its --beta_dpo) defaults to 1000, not train.py's 5000
+  const betaDpo = lossType === 'kto' && !a.given.has('beta_dpo') ? 1000 : a.beta_dpo;
+  if (lossType === 'kto') {
+    if (a.latent_cache) throw new ArgsError('--loss_type kto cannot train from --latent_cache yet (its images are drawn on their own, and labelled single images have no cache layout)');
+    if (a.sample_seeds) throw new ArgsError('--loss_type kto with --sample_seeds is not supported (its per-sample draws are laid out for pairs sharing noise)');
   }
   // train.py accepts --beta_dpo with --sft (and ignores it): said, not refused, so its command lines still run
   if (a.given.has('beta_dpo') && (method === 'sft' || lossType === 'mapo')) notes.push(`--beta_dpo has no part in ${method === 'sft' ? 'SFT' : 'MaPO (its weight is --beta_mapo)'}`);
-  if (method === 'dpo' && lossType !== 'sigmoid') notes.push(`objective: ${lossType}${lossType === 'mapo' ? ` (beta_mapo ${a.beta_mapo}, snr value ${a.mapo_snr_value}; no reference UNet)` : ` (beta ${a.beta_dpo})`}`);
+  if (method === 'dpo' && lossType !== 'sigmoid') {
+    const detail = lossType === 'mapo' ? `beta_mapo ${a.beta_mapo}, snr value ${a.mapo_snr_value}; no reference UNet`
+      : lossType === 'kto' ? `beta ${betaDpo}${a.given.has('beta_dpo') ? '' : ' (Diffusion-KTO\'s default)'}, lambda_d ${a.kto_lambda_desirable}, lambda_u ${a.kto_lambda_undesirable}` : `beta ${a.beta_dpo}`;
+    notes.push(`objective: ${lossType} (${detail})`);
+  }
   const perPairLr = learningRate / (a.train_batch_size * a.gradient_accumulation_steps * worldSize);
   if (method === 'dpo' && lossType === 'sigmoid' && !lora && a.beta_dpo >= COLLAPSE.minBeta && perPairLr >= COLLAPSE.perPairLr) {
     notes.push(`WARNING: β ${a.beta_dpo} with a learning rate of ${perPairLr.toExponential(1)} per pair of the effective batch is in the range reported to collapse ` +
       `Diffusion-DPO (from ${COLLAPSE.perPairLr.toExponential(0)} per pair at the paper's β; the paper trains at 1e-8 per pair: --learning_rate 1e-8 --scale_lr). ${COLLAPSE.source}`);
   }
-  if (method === 'dpo' && a.given.has('image_column')) {
-    throw new ArgsError('--image_column applies to SFT on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
+  if (method === 'dpo' && lossType !== 'kto' && a.given.has('image_column')) {
+    throw new ArgsError('--image_column applies to SFT and KTO on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
   }
   if (a.latent_cache && a.random_crop) {
     throw new ArgsError('--random_crop cannot train from --latent_cache: a random crop draws new offsets at every step, which no cache holds (a cache has center crops)');
@@ -268,7 +281,8 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
       excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction, latentCache: a.latent_cache,
     },
     objective: {
-      method, lossType, betaDpo: a.beta_dpo, betaMapo: a.beta_mapo, mapoSnrValue: a.mapo_snr_value,
+      method, lossType, betaDpo, betaMapo: a.beta_mapo, mapoSnrValue: a.mapo_snr_value,
+      ktoLambdaDesirable: a.kto_lambda_desirable, ktoLambdaUndesirable: a.kto_lambda_undesirable,
       noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation, sampleSeeds: a.sample_seeds,
     },
     lora,

@@ -14,13 +14,19 @@
 //   mapo (Hong et al. 2024)   mean m(w) − β_mapo·mean log σ(T·(f(m(w)) − f(m(l)))),
 //                             f(m) = c·m / (e^{c·m} − 1), c the "snr value" (0.5), T the number of
 //                             training timesteps; no reference model (mapo-t2i/mapo utils.py compute_loss)
+//   kto (Li et al. 2024,      per image, with its own noise and timestep and a label y (1 desirable, 0 not):
+//   Diffusion-KTO)            g = m_ref − m (the implicit reward), z = max(0, mean_batch g) detached (the
+//                             KL baseline), loss = mean λ_y·(1 − σ(β·sgn(y)·(g − z))), λ_1 = λ_D, λ_0 = λ_U
+//                             (jacklishufan/diffusion-kto train_kto_sd_v1.5.py, its default "sigmoid"
+//                             value function; z there is averaged over the processes, here over this
+//                             process's batch)
 //
 // Every loss is the mean over pairs. Implicit accuracy is the share of pairs the objective ranks
 // right: −½Δ > 0 for the reference-based ones, f(m(w)) > f(m(l)) (m(w) < m(l)) for MaPO.
 import * as torch from '../torch/index.js';
 import { dpoLoss, perSampleMse, type DpoLossOutput } from './dpo_loss.js';
 
-export const PAIR_LOSS_TYPES = ['sigmoid', 'hinge', 'ipo', 'mapo'] as const;
+export const PAIR_LOSS_TYPES = ['sigmoid', 'hinge', 'ipo', 'mapo', 'kto'] as const;
 export type PairLossType = (typeof PAIR_LOSS_TYPES)[number];
 
 export interface PairLossOptions {
@@ -30,6 +36,10 @@ export interface PairLossOptions {
   betaMapo?: number;
   mapoSnrValue?: number;
   numTrainTimesteps?: number;
+  /** KTO: each image's label [N] (1 desirable, 0 undesirable), and the weights λ_D, λ_U. */
+  labels?: torch.Tensor;
+  lambdaDesirable?: number;
+  lambdaUndesirable?: number;
 }
 
 export interface PairLossOutput {
@@ -50,6 +60,44 @@ export interface PairLossOutput {
   rawRefLoss: torch.Tensor | null;
   /** sigmoid: Diffusion-DPO's intermediate values (the parity cases check them) */
   dpo: DpoLossOutput | null;
+  /** Mean MSE of the preferred (desirable) and dispreferred (undesirable) images, the model's and the reference's (null without one); NaN for a group without images. */
+  byPreference: { model: [torch.Tensor, torch.Tensor]; ref: [torch.Tensor, torch.Tensor] | null };
+}
+
+/** The means of the first and second halves (pairs: preferred, dispreferred). */
+function halfMeans(t: torch.Tensor): [torch.Tensor, torch.Tensor] {
+  const [a, b] = t.detach().float().chunk(2);
+  return [a!.mean(), b!.mean()];
+}
+
+/** Means over the desirable (label 1) and undesirable (label 0) images; 0/0 = NaN for an empty group. */
+function labelMeans(t: torch.Tensor, labels: torch.Tensor): [torch.Tensor, torch.Tensor] {
+  const v = t.detach().float();
+  const undesirable = labels.neg().add(1);
+  return [v.mul(labels).sum().div(labels.sum()), v.mul(undesirable).sum().div(undesirable.sum())];
+}
+
+/**
+ * Diffusion-KTO on N images with their labels: see the table above. modelPred, refPred, target:
+ * [N, C, H, W]; labels [N] float 1/0.
+ */
+export function ktoLoss(modelPred: torch.Tensor, refPred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor, o: { beta: number; lambdaDesirable: number; lambdaUndesirable: number }): PairLossOutput {
+  return torch.tidy(() => {
+    const modelLosses = perSampleMse(modelPred, target);
+    const refLosses = torch.noGrad(() => perSampleMse(refPred.detach(), target));
+    const g = refLosses.sub(modelLosses);
+    const z = torch.noGrad(() => g.detach().mean().clamp(0, null));
+    const sign = labels.mul(2).sub(1);
+    const x = g.sub(z).mul(sign).mul(o.beta);
+    const weight = labels.mul(o.lambdaDesirable - o.lambdaUndesirable).add(o.lambdaUndesirable);
+    const loss = weight.mul(torch.F.sigmoid(x).neg().add(1)).mean();
+    const margin = torch.noGrad(() => x.detach());
+    return {
+      loss, modelLosses, refLosses, margin, implicitAcc: torch.noGrad(() => margin.gt(0).sum().float().div(margin.shape[0]!)),
+      rawModelLoss: torch.noGrad(() => modelLosses.detach().mean()), rawRefLoss: refLosses.mean(), dpo: null,
+      byPreference: { model: labelMeans(modelLosses, labels), ref: labelMeans(refLosses, labels) },
+    };
+  });
 }
 
 /** Whether the objective compares against a frozen reference model (MaPO does not: no reference UNet is loaded). */
@@ -84,8 +132,12 @@ export function pairLoss(type: PairLossType, modelPred: torch.Tensor, refPred: t
     const d: DpoLossOutput = dpoLoss(modelPred, refPred, target, o.beta);
     return {
       loss: d.loss, modelLosses: d.modelLosses, refLosses: d.refLosses, margin: d.insideTerm, implicitAcc: d.implicitAcc,
-      rawModelLoss: d.rawModelLoss, rawRefLoss: d.rawRefLoss, dpo: d,
+      rawModelLoss: d.rawModelLoss, rawRefLoss: d.rawRefLoss, dpo: d, byPreference: { model: halfMeans(d.modelLosses), ref: halfMeans(d.refLosses) },
     };
+  }
+  if (type === 'kto') {
+    if (!refPred || !o.labels) throw new Error('the kto objective needs the reference prediction and the images\' labels');
+    return ktoLoss(modelPred, refPred, target, o.labels, { beta: o.beta, lambdaDesirable: o.lambdaDesirable ?? 1, lambdaUndesirable: o.lambdaUndesirable ?? 1 });
   }
   return torch.tidy(() => {
     const modelLosses = perSampleMse(modelPred, target);
@@ -100,7 +152,7 @@ export function pairLoss(type: PairLossType, modelPred: torch.Tensor, refPred: t
       const ratio = torch.F.logSigmoid(margin).mul(o.betaMapo ?? 0.1);
       return {
         loss: mW!.mean().sub(ratio.mean()), modelLosses, refLosses: null, margin: torch.noGrad(() => margin.detach()), implicitAcc: accuracy(logOdds),
-        rawModelLoss, rawRefLoss: null, dpo: null,
+        rawModelLoss, rawRefLoss: null, dpo: null, byPreference: { model: halfMeans(modelLosses), ref: null },
       };
     }
     if (!refPred) throw new Error(`the ${type} objective needs the reference prediction`);
@@ -109,6 +161,6 @@ export function pairLoss(type: PairLossType, modelPred: torch.Tensor, refPred: t
       ? torch.F.relu(logits.mul(-o.beta).add(1)).mean()
       : logits.sub(1 / (2 * o.beta)).pow(2).mean(); // ipo
     const margin = torch.noGrad(() => logits.detach().mul(o.beta));
-    return { loss, modelLosses, refLosses, margin, implicitAcc: accuracy(logits), rawModelLoss, rawRefLoss, dpo: null };
+    return { loss, modelLosses, refLosses, margin, implicitAcc: accuracy(logits), rawModelLoss, rawRefLoss, dpo: null, byPreference: { model: halfMeans(modelLosses), ref: halfMeans(refLosses) } };
   });
 }

@@ -210,7 +210,7 @@ export async function openPreferenceData(config: Pick<TrainConfig, 'data' | 'mod
   const sourcePath = await resolveDataset(d.source, { split: d.split, cacheDir: config.model.cacheDir ?? undefined });
   const dataset = await PreferenceDataset.open(sourcePath, {
     split: d.split, dreamlikePairsOnly: d.dreamlikePairsOnly, maxTrainSamples: d.maxTrainSamples ?? undefined, seed,
-    method: config.objective.method, columns: { caption: d.captionColumn, image: d.imageColumn },
+    method: config.objective.lossType === 'kto' && config.objective.method === 'dpo' ? 'kto' : config.objective.method, columns: { caption: d.captionColumn, image: d.imageColumn },
     excludeRows: d.excludeRows ? readRowIds(d.excludeRows) : undefined,
   });
   return { dataset, sourcePath };
@@ -336,7 +336,7 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
   const plan = { maxSteps, maxEpochs: Math.ceil(maxSteps / updatesPerEpoch), updatesPerEpoch };
   const { batch, schedule: sc } = config;
   events.info(`plan: ${maxSteps} updates of ${batch.perDevice} x ${batch.accumulation} x ${batch.worldSize} = ${batch.perDevice * batch.accumulation * batch.worldSize} ` +
-    `${config.objective.method === 'dpo' ? 'pairs' : 'images'} (${plan.maxEpochs} epoch(s) of ${updatesPerEpoch}); lr ${sc.learningRate.toExponential(2)} ${sc.lrScheduler}; ` +
+    `${dataset.imagesPerSample === 2 ? 'pairs' : 'images'} (${plan.maxEpochs} epoch(s) of ${updatesPerEpoch}); lr ${sc.learningRate.toExponential(2)} ${sc.lrScheduler}; ` +
     `${config.optimizer.kind === 'adamw' ? 'AdamW' : 'Adafactor'}${config.clipGradNorm === null ? ', no clipping' : `, clip ${config.clipGradNorm}`}; mixed precision ${config.precision.mixed}`);
 
   const params = trained.params;
@@ -356,7 +356,8 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
   };
   const step = createDiffusionStep(models, {
     method: config.objective.method, betaDpo: config.objective.betaDpo, lossType: config.objective.lossType,
-    betaMapo: config.objective.betaMapo, mapoSnrValue: config.objective.mapoSnrValue, noiseOffset: config.objective.noiseOffset,
+    betaMapo: config.objective.betaMapo, mapoSnrValue: config.objective.mapoSnrValue,
+    ktoLambdaDesirable: config.objective.ktoLambdaDesirable, ktoLambdaUndesirable: config.objective.ktoLambdaUndesirable, noiseOffset: config.objective.noiseOffset,
     inputPerturbation: config.objective.inputPerturbation, timestepMode: config.model.timestepMode, resolution: config.data.resolution,
     weightDtype: config.precision.weightDtype, placement,
     autocast: config.precision.mixed === 'no' ? null : { device, dtype: config.precision.weightDtype },

@@ -55,6 +55,9 @@ export interface StepConfig {
   /** MaPO's β and c (its snr_value). */
   betaMapo?: number;
   mapoSnrValue?: number;
+  /** KTO's weights of desirable and undesirable images (λ_D, λ_U). */
+  ktoLambdaDesirable?: number;
+  ktoLambdaUndesirable?: number;
   noiseOffset: number;
   inputPerturbation: number;
   timestepMode: TimestepMode;
@@ -98,6 +101,8 @@ export interface StepBatch {
   captions?: string[];
   /** --sample_seeds: one generator seed per sample (draws.ts); absent: the default generator's draws. */
   sampleSeeds?: readonly bigint[];
+  /** KTO on labelled single images: each image's label (1 desirable, 0 undesirable); pairs give 1 and 0 themselves. */
+  labels?: readonly number[];
 }
 
 export interface StepOutput {
@@ -106,6 +111,8 @@ export interface StepOutput {
   dpo: DpoLossOutput | null;
   /** The pairwise objective's loss and logged values; null for SFT. */
   preference: PairLossOutput | null;
+  /** The timestep of each entry of preference.margin (a pair's, or for KTO an image's). */
+  marginTimesteps: torch.Tensor | null;
   /** Everything in between, for parity checks and logs. */
   latents: torch.Tensor;
   noise: torch.Tensor;
@@ -180,14 +187,17 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
   const placement = cfg.placement ?? residentPlacement;
   const condition = m.kind === 'sdxl' ? sdxlConditioner(m, cfg, placement) : sdConditioner(m, placement);
   const mapTimesteps = timestepMap(cfg.timestepMode);
-  const pairs = cfg.method === 'dpo';
+  // KTO draws each image's noise and timestep on its own, and takes pairs or labelled single images
+  const kto = cfg.method === 'dpo' && lossType === 'kto';
   const vae = m.vae;
   const device = m.unet.parameters()[0]!.device;
 
   // preferred and dispreferred on the batch axis
-  const onBatchAxis = (t: torch.Tensor) => (pairs ? torch.cat(t.chunk(2, 1), 0) : t);
-
   return (batch) => torch.tidy(() => {
+    // two images per sample (pairs, preferred first) or one (SFT, labelled single images)
+    const pairs = cfg.method === 'dpo' && (batch.latentMoments ? true : batch.pixelValues!.shape[1] === 6);
+    if (kto && !pairs && !batch.labels) throw new Error('KTO on single images needs each image\'s label');
+    const onBatchAxis = (t: torch.Tensor) => (pairs ? torch.cat(t.chunk(2, 1), 0) : t);
     const draws = batch.sampleSeeds ? perSampleDraws(batch.sampleSeeds, pairs ? 2 : 1, device) : null;
     // 1-2. latents: drawn from the VAE's posterior of the pixels, or of cached posterior parameters
     let latents: torch.Tensor;
@@ -215,7 +225,7 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
     if (cfg.noiseOffset) noise = noise.add((draws ? draws.randn([channels, 1, 1]) : torch.randn([rows, channels, 1, 1], { device: latents.device })).mul(cfg.noiseOffset));
     const perturbed = cfg.inputPerturbation ? noise.add((draws ? draws.randn(noise.shape.slice(1), noise.dtype) : torch.randnLike(noise)).mul(cfg.inputPerturbation)) : null;
     let timesteps = mapTimesteps(draws ? draws.randint(m.noise.config.numTrainTimesteps) : torch.randint(0, m.noise.config.numTrainTimesteps, [rows], { device: latents.device }));
-    if (pairs) {
+    if (pairs && !kto) {
       // the same timestep and noise for both images of a pair (the perturbed noise is not shared, as in train.py)
       timesteps = timesteps.chunk(2)[0]!.repeat(2);
       noise = noise.chunk(2)[0]!.repeat(2, 1, 1, 1);
@@ -237,7 +247,7 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
     const predict = () => m.unet.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample;
     const modelPred = cfg.autocast ? torch.autocast(cfg.autocast, predict).float() : predict();
     const inner = { latents, noise, timesteps, noisyLatents, encoderHiddenStates, pooledPromptEmbeds, addTimeIds, modelPred };
-    if (!pairs) return { ...inner, loss: sftLoss(modelPred, target), dpo: null, preference: null, refPred: null };
+    if (cfg.method === 'sft') return { ...inner, loss: sftLoss(modelPred, target), dpo: null, preference: null, marginTimesteps: null, refPred: null };
     const ref = m.refUnet;
     const adapters = m.adapters;
     let refPred: torch.Tensor | null = null;
@@ -251,9 +261,14 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
       // dtype, as a separate reference UNet's would be)
       refPred = adapters.disabled(() => torch.noGrad(() => m.unet.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample));
     }
+    const labels = !kto ? undefined : pairs
+      ? torch.cat([torch.ones([rows / 2], { device }), torch.zeros([rows / 2], { device })])
+      : torch.tensor([...batch.labels!], { dtype: 'float32', device });
     const preference = pairLoss(lossType, modelPred, refPred, target, {
       beta: cfg.betaDpo, betaMapo: cfg.betaMapo, mapoSnrValue: cfg.mapoSnrValue, numTrainTimesteps: m.noise.config.numTrainTimesteps,
+      labels, lambdaDesirable: cfg.ktoLambdaDesirable, lambdaUndesirable: cfg.ktoLambdaUndesirable,
     });
-    return { ...inner, loss: preference.loss, dpo: preference.dpo, preference, refPred };
+    const marginTimesteps = kto ? timesteps : timesteps.chunk(2)[0]!;
+    return { ...inner, loss: preference.loss, dpo: preference.dpo, preference, marginTimesteps, refPred };
   });
 }

@@ -85,13 +85,12 @@ function microStep(s: TrainState, batch: Batch): torch.Tensor {
     if (!d) return torch.stack([r.loss.float()]).keep();
     // without a reference model (MaPO) the reference slots hold NaN (made on the device: no upload) and are not logged
     const none = () => torch.full([], Number.NaN, { device: r.loss.device });
-    const halves = (t: torch.Tensor | null) => (t ? t.detach().float().chunk(2).map((h) => h.mean()) : [none(), none()]);
     const margin = d.margin.detach().float();
     const marginMean = margin.mean();
     return torch.stack([
       r.loss.float(), d.implicitAcc.float(), d.rawModelLoss.float(), d.rawRefLoss?.float() ?? none(),
-      marginMean, margin.sub(marginMean).pow(2).mean().sqrt(), ...halves(d.modelLosses), ...halves(d.refLosses),
-      ...accuracyByTimestep(margin, r.timesteps.chunk(2)[0]!, s.models.noise.config.numTrainTimesteps),
+      marginMean, margin.sub(marginMean).pow(2).mean().sqrt(), ...d.byPreference.model, ...(d.byPreference.ref ?? [none(), none()]),
+      ...accuracyByTimestep(margin, r.marginTimesteps!, s.models.noise.config.numTrainTimesteps),
     ]).keep();
   });
 }
@@ -219,9 +218,11 @@ export async function runUpdate(s: TrainState): Promise<UpdateStats | null> {
     Object.assign(out, {
       model_mse_unaccumulated: last[STAT.mse]!, ...(withRef ? { ref_mse_unaccumulated: last[STAT.refMse]! } : {}),
       implicit_acc_accumulated: values.reduce((sum, v) => sum + v[STAT.acc]! / accum, 0),
-      reward_margin_mean: mean(STAT.marginMean), reward_margin_std: mean(STAT.marginStd), model_mse_w: last[STAT.mseW]!, model_mse_l: last[STAT.mseL]!,
-      ...(withRef ? { ref_mse_w: last[STAT.refMseW]!, ref_mse_l: last[STAT.refMseL]! } : {}),
+      reward_margin_mean: mean(STAT.marginMean), reward_margin_std: mean(STAT.marginStd),
     });
+    // per preference group; a group the last micro-step had no image of (KTO on single images) is left out
+    const groups = { model_mse_w: STAT.mseW, model_mse_l: STAT.mseL, ...(withRef ? { ref_mse_w: STAT.refMseW, ref_mse_l: STAT.refMseL } : {}) };
+    for (const [k, i] of Object.entries(groups)) if (Number.isFinite(last[i])) (out as unknown as Record<string, number>)[k] = last[i]!;
     const T = s.models.noise.config.numTrainTimesteps;
     const byQuarter: Record<string, number> = {};
     for (let q = 0; q < TIMESTEP_QUARTERS; q++) {

@@ -35,7 +35,7 @@ async function readImage(path: string | null, what: string): Promise<ImageBytes>
 }
 
 class FileRowsSource implements PairSource {
-  constructor(readonly description: string, readonly rows: FileRow[], readonly pairs = true) {}
+  constructor(readonly description: string, readonly rows: FileRow[], readonly pairs = true, readonly imageLabels = false) {}
   get size(): number {
     return this.rows.length;
   }
@@ -74,10 +74,21 @@ function captionOf(v: unknown): string | string[] | null {
 
 function toRow(o: Record<string, unknown>, base: string, cols: TableColumns, pairs: boolean): FileRow {
   const path = (v: unknown) => (typeof v === 'string' && v ? resolve(base, v) : null);
-  if (!pairs) return { caption: captionOf(o[cols.caption]), image0: path(o[cols.image]), image1: null, label0: 1, label1: 0 };
+  if (!pairs) {
+    // a single image is desirable unless its row says otherwise (unpaired like/dislike data, for KTO)
+    const label0 = o.label === undefined ? 1 : imageLabel(o.label);
+    return { caption: captionOf(o[cols.caption]), image0: path(o[cols.image]), image1: null, label0, label1: label0 === null ? null : 1 - label0 };
+  }
   const label0 = asNumber(o.label_0);
   const label1 = o.label_1 !== undefined ? asNumber(o.label_1) : label0 === null ? null : 1 - label0;
   return { caption: captionOf(o[cols.caption]), image0: path(o.image_0), image1: path(o.image_1), label0, label1 };
+}
+
+/** A per-image label: 1/true/"up"/"like" desirable, 0/false/"down"/"dislike" undesirable; anything else is bad (null). */
+function imageLabel(v: unknown): number | null {
+  if (v === true || v === 1 || (typeof v === 'string' && /^(1|true|up|like|yes)$/i.test(v.trim()))) return 1;
+  if (v === false || v === 0 || (typeof v === 'string' && /^(0|false|down|dislike|no)$/i.test(v.trim()))) return 0;
+  return null;
 }
 
 function readRecords(file: string): (Record<string, unknown> | null)[] {
@@ -117,7 +128,8 @@ export function openTable(file: string, columns: Partial<TableColumns> = {}): Pa
   if (good.length && !has(cols.caption)) throw new DataFileError(file, `no row has the caption column '${cols.caption}' (columns: ${Object.keys(good[0]!).join(', ')})`);
   const empty: FileRow = { caption: null, image0: null, image1: null, label0: null, label1: null };
   const rows = records.map((r) => (r ? toRow(r, base, cols, pairs) : empty));
-  return new FileRowsSource(`${basename(file)}: ${rows.length} ${pairs ? 'rows' : 'single images'}`, rows, pairs);
+  const labelled = !pairs && has('label');
+  return new FileRowsSource(`${basename(file)}: ${rows.length} ${pairs ? 'rows' : labelled ? 'labelled single images' : 'single images'}`, rows, pairs, labelled);
 }
 
 /**
