@@ -82,6 +82,11 @@ export class NoiseSchedule {
   /** alphas_cumprod on each device and dtype asked for, made once: no host-to-device copy per step. */
   readonly #copies = new Map<string, torch.Tensor>();
 
+  /** alphas_cumprod on `device` in `dtype` (cached; owned by the schedule, not to be disposed). */
+  alphasCumprodOn(device: torch.Device, dtype: torch.DType = 'float32'): torch.Tensor {
+    return this.#onDevice(device, dtype);
+  }
+
   #onDevice(device: torch.Device, dtype: torch.DType): torch.Tensor {
     const key = `${device}/${dtype}`;
     let t = this.#copies.get(key);

@@ -26,6 +26,8 @@ export interface RunSignature {
   method: 'dpo' | 'sft';
   /** The pairwise objective; absent in checkpoints written before it existed (then sigmoid). */
   loss_type?: string;
+  /** How x_t is reached; absent in checkpoints written before --noising existed (then forward). */
+  noising?: { kind: string; steps?: number; eta?: number; model?: string };
   /** LoRA training's settings; absent in checkpoints written before LoRA existed (then null: the whole UNet). */
   lora?: { rank: number | null; alpha: number | null; targets: string[]; init: string | null } | null;
   resolution: number;
@@ -250,7 +252,7 @@ export function signatureChanges(saved: RunSignature, now: RunSignature): string
     return { ...rest, ...Object.fromEntries(Object.entries(dataset).map(([k, v]) => [`dataset ${k}`, v])) };
   };
   // checkpoints written before --loss_type trained Diffusion-DPO's sigmoid objective
-  const a = flat({ ...saved, loss_type: saved.loss_type ?? 'sigmoid', lora: saved.lora ?? null });
+  const a = flat({ ...saved, loss_type: saved.loss_type ?? 'sigmoid', lora: saved.lora ?? null, noising: saved.noising ?? { kind: 'forward' } });
   const b = flat(now);
   for (const k of Object.keys(b)) if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(`${k}: ${JSON.stringify(a[k])} -> ${JSON.stringify(b[k])}`);
   return out;

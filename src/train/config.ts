@@ -10,6 +10,7 @@ import { resolveDeviceFlag } from '../util/device_flag.js';
 import type { TimestepMode } from './step.js';
 import { processLayout, type ProcessLayout } from './data_parallel.js';
 import type { PairLossType } from './objectives.js';
+import type { NoisingConfig } from './step.js';
 
 export interface AdamWConfig {
   kind: 'adamw';
@@ -78,6 +79,8 @@ export interface TrainConfig {
     inputPerturbation: number;
     /** Per-pair generators (--sample_seeds) instead of the default generator's batch draws. */
     sampleSeeds: boolean;
+    /** How x_t is reached (forward diffusion, or DDIM inversion of x₀). */
+    noising: NoisingConfig;
   };
   /** LoRA training (--lora_rank or --lora_init); null: the whole UNet is trained. */
   lora: LoraConfig | null;
@@ -159,6 +162,23 @@ const COLLAPSE = {
   perPairLr: 5e-8,
   source: 'Source: the "Rethinking DPO" ablation (AAAI 2026), see docs/training.md#diagnostics.',
 };
+
+/** --noising and its options, checked against the objective (an inversion by the reference needs one). */
+function resolveNoising(a: ParsedTrainArgs, method: 'dpo' | 'sft', lossType: PairLossType): NoisingConfig {
+  if (a.noising === 'forward') {
+    for (const f of ['inversion_steps', 'inversion_eta', 'inversion_model'] as const) if (a.given.has(f)) throw new ArgsError(`--${f} applies to --noising ddim_inversion`);
+    return { kind: 'forward' };
+  }
+  for (const f of ['noise_offset', 'input_perturbation'] as const) {
+    if (a.given.has(f) && a[f] !== 0) throw new ArgsError(`--${f} changes the fresh noise of forward diffusion; --noising ddim_inversion draws none`);
+  }
+  if (a.sample_seeds && a.inversion_eta > 0) throw new ArgsError('--inversion_eta > 0 draws from the default generator; it cannot be combined with --sample_seeds');
+  const model = a.inversion_model as 'reference' | 'trained';
+  if (model === 'reference' && (method === 'sft' || lossType === 'mapo')) {
+    throw new ArgsError(`--noising ddim_inversion inverts with the reference model, which ${method === 'sft' ? 'SFT' : 'MaPO'} does not load: add --inversion_model trained`);
+  }
+  return { kind: 'ddim_inversion', steps: a.inversion_steps, eta: a.inversion_eta, model };
+}
 
 /** The LoRA settings of the flags, or null (whole-UNet training). */
 function resolveLora(a: ParsedTrainArgs): LoraConfig | null {
@@ -262,6 +282,8 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
     notes.push(`WARNING: β ${a.beta_dpo} with a learning rate of ${perPairLr.toExponential(1)} per pair of the effective batch is in the range reported to collapse ` +
       `Diffusion-DPO (from ${COLLAPSE.perPairLr.toExponential(0)} per pair at the paper's β; the paper trains at 1e-8 per pair: --learning_rate 1e-8 --scale_lr). ${COLLAPSE.source}`);
   }
+  const noising = resolveNoising(a, method, lossType);
+  if (noising.kind === 'ddim_inversion') notes.push(`noising: DDIM inversion of x0 in ${noising.steps} steps by the ${noising.model === 'reference' ? 'reference' : 'trained'} UNet, eta ${noising.eta} (InPO)`);
   if (method === 'dpo' && lossType !== 'kto' && a.given.has('image_column')) {
     throw new ArgsError('--image_column applies to SFT and KTO on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
   }
@@ -283,7 +305,7 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
     objective: {
       method, lossType, betaDpo, betaMapo: a.beta_mapo, mapoSnrValue: a.mapo_snr_value,
       ktoLambdaDesirable: a.kto_lambda_desirable, ktoLambdaUndesirable: a.kto_lambda_undesirable,
-      noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation, sampleSeeds: a.sample_seeds,
+      noiseOffset: a.noise_offset, inputPerturbation: a.input_perturbation, sampleSeeds: a.sample_seeds, noising,
     },
     lora,
     batch: { perDevice: a.train_batch_size, accumulation: a.gradient_accumulation_steps, worldSize, rank: layout.rank },

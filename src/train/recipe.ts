@@ -346,7 +346,7 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
   const scaler = config.precision.mixed === 'fp16' ? new torch.GradScaler(device) : null;
   const signature: RunSignature = {
     train_batch_size: batch.perDevice, gradient_accumulation_steps: batch.accumulation, world_size: w, method: config.objective.method,
-    loss_type: config.objective.lossType, lora: config.lora && { rank: config.lora.rank, alpha: config.lora.alpha, targets: config.lora.targets, init: config.lora.init },
+    loss_type: config.objective.lossType, noising: config.objective.noising, lora: config.lora && { rank: config.lora.rank, alpha: config.lora.alpha, targets: config.lora.targets, init: config.lora.init },
     resolution: config.data.resolution, seed, learning_rate: sc.learningRate, lr_scheduler: sc.lrScheduler, lr_warmup_steps: sc.warmupSteps,
     optimizer: config.optimizer.kind,
     dataset: {
@@ -357,7 +357,7 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
   const step = createDiffusionStep(models, {
     method: config.objective.method, betaDpo: config.objective.betaDpo, lossType: config.objective.lossType,
     betaMapo: config.objective.betaMapo, mapoSnrValue: config.objective.mapoSnrValue,
-    ktoLambdaDesirable: config.objective.ktoLambdaDesirable, ktoLambdaUndesirable: config.objective.ktoLambdaUndesirable, noiseOffset: config.objective.noiseOffset,
+    ktoLambdaDesirable: config.objective.ktoLambdaDesirable, ktoLambdaUndesirable: config.objective.ktoLambdaUndesirable, noising: config.objective.noising, noiseOffset: config.objective.noiseOffset,
     inputPerturbation: config.objective.inputPerturbation, timestepMode: config.model.timestepMode, resolution: config.data.resolution,
     weightDtype: config.precision.weightDtype, placement,
     autocast: config.precision.mixed === 'no' ? null : { device, dtype: config.precision.weightDtype },

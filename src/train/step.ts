@@ -26,8 +26,11 @@ import { needsReference, pairLoss, type PairLossOutput, type PairLossType } from
 import { residentPlacement, type FrozenPlacement } from './placement.js';
 import { UserError } from '../util/errors.js';
 import { perSampleDraws, type StepDraws } from './draws.js';
+import { ddimInvert, type EpsilonPredictor } from '../schedulers/ddim_inversion.js';
 
 export type TimestepMode = 'default' | 'refiner' | 'turbo';
+
+export type NoisingConfig = { kind: 'forward' } | { kind: 'ddim_inversion'; steps: number; eta: number; model: 'reference' | 'trained' };
 
 export interface DiffusionModels {
   kind: 'sd' | 'sdxl';
@@ -55,6 +58,11 @@ export interface StepConfig {
   /** MaPO's β and c (its snr_value). */
   betaMapo?: number;
   mapoSnrValue?: number;
+  /**
+   * How x_t is reached: forward diffusion with fresh noise (train.py), or DDIM inversion of x₀
+   * (InPO) in `steps` model calls by the reference model (or the trained one), no grad.
+   */
+  noising?: NoisingConfig;
   /** KTO's weights of desirable and undesirable images (λ_D, λ_U). */
   ktoLambdaDesirable?: number;
   ktoLambdaUndesirable?: number;
@@ -191,6 +199,23 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
   const kto = cfg.method === 'dpo' && lossType === 'kto';
   const vae = m.vae;
   const device = m.unet.parameters()[0]!.device;
+  const noising = cfg.noising ?? { kind: 'forward' };
+  /**
+   * DDIM inversion (src/schedulers/ddim_inversion.ts) under no-grad with the inverting model: the
+   * reference (a separate UNet, moved in once for all its calls, or this UNet with its adapters
+   * off) or the trained UNet (InPO's train.py inverts with the model being trained).
+   */
+  const invert = (x0: torch.Tensor, t: torch.Tensor, predictorFor: (unet: UNet2DConditionModel, dev: torch.Device) => EpsilonPredictor) => {
+    if (noising.kind !== 'ddim_inversion') throw new Error('not a DDIM-inversion step');
+    const run = (unet: UNet2DConditionModel, dev: torch.Device, autocast: boolean) => torch.noGrad(() => ddimInvert((x, tt) => {
+      const predict = () => predictorFor(unet, dev)(x, tt);
+      return autocast && cfg.autocast ? torch.autocast(cfg.autocast, predict).float() : predict();
+    }, x0, t, m.noise.alphasCumprodOn(device), { steps: noising.steps, eta: noising.eta }));
+    if (noising.model === 'trained') return run(m.unet, device, true);
+    if (m.refUnet) return placement.run(m.refUnet, (dev) => run(m.refUnet!, dev, false));
+    if (m.adapters) return m.adapters.disabled(() => run(m.unet, device, false));
+    throw new Error('DDIM inversion by the reference model needs one');
+  };
 
   // preferred and dispreferred on the batch axis
   return (batch) => torch.tidy(() => {
@@ -231,16 +256,25 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
       noise = noise.chunk(2)[0]!.repeat(2, 1, 1, 1);
     }
 
-    // 4. forward diffusion
-    const noisyLatents = m.noise.addNoise(latents, perturbed ?? noise, timesteps);
-
-    // 5. conditioning, per caption, then repeated for the pair's two images
+    // 5 (before 4: DDIM inversion needs it). conditioning, per caption, then repeated for the pair's two images
     const c = condition(batch, device);
     const twice = (t: torch.Tensor | null) => (t && pairs ? t.repeat(2, ...t.shape.slice(1).map(() => 1)) : t);
     const encoderHiddenStates = twice(c.encoderHiddenStates)!;
     const pooledPromptEmbeds = twice(c.pooledPromptEmbeds);
     const addTimeIds = twice(c.addTimeIds);
     const addedCond: AddedCond | undefined = pooledPromptEmbeds && addTimeIds ? { textEmbeds: pooledPromptEmbeds, timeIds: addTimeIds } : undefined;
+
+    // 4. forward diffusion, or DDIM inversion of the latents (the noise is then the one it implies)
+    let noisyLatents: torch.Tensor;
+    if (noising.kind === 'ddim_inversion') {
+      const inv = invert(latents, timesteps, (unet, dev) => (x, t) => unet.forward(x.to({ dtype: cfg.weightDtype, device: dev }), t.to({ device: dev }),
+        encoderHiddenStates.to({ device: dev }),
+        { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } }).sample.to({ device }));
+      noisyLatents = inv.noisy.to({ dtype: latents.dtype });
+      noise = inv.noise.to({ dtype: latents.dtype });
+    } else {
+      noisyLatents = m.noise.addNoise(latents, perturbed ?? noise, timesteps);
+    }
 
     // 6-9. predictions and loss (target = noise: epsilon prediction)
     const target = noise;
