@@ -48,7 +48,7 @@ export const FLAGS = {
   adam_weight_decay: { type: 'float', default: 1e-2, min: 0, help: 'Weight decay (AdamW and Adafactor).' },
   adam_epsilon: { type: 'float', default: 1e-8, min: 0, help: 'AdamW epsilon.' },
   max_grad_norm: { type: 'float', default: 1.0, min: 0, help: 'Global gradient-norm clip (skipped with --use_adafactor, as train.py).' },
-  hub_model_id: { type: 'string', default: null, help: 'Hub upload target (not supported yet).', unsupported: 'uploading to the Hub is not supported yet' },
+  hub_model_id: { type: 'string', default: null, help: 'Hub upload target (refused: train does not upload; run diffusion-dpo upload on the finished output_dir).', unsupported: 'train does not upload to the Hub; after the run, diffusion-dpo upload --repo_id ORG/NAME OUTPUT_DIR uploads the result with a model card' },
   mixed_precision: { type: 'string', default: 'fp16', help: 'no, fp16 (grad scaler; CUDA only) or bf16: the trained UNet\'s forward runs under autocast, the frozen models in that dtype. The fp16 default becomes no on a CPU run (said at start); fp16 asked for on a CPU is refused.', choices: ['no', 'fp16', 'bf16'] },
   local_rank: { type: 'int', default: -1, min: -1, help: 'The CUDA device index of this process (LOCAL_RANK overrides it, as train.py). Refused on a CPU run unless -1 or 0.' },
   checkpointing_steps: { type: 'int', default: 500, min: 1, help: 'Save the full training state every N updates.' },

@@ -10,7 +10,7 @@ import { PreferenceDataset, readRowIds } from '../data/dataset.js';
 import { PairLoader } from '../data/loader.js';
 import { resolveDataset, resolveModel } from '../hub/index.js';
 import {
-  attachLora, checkImageSide, checkUNetFits, disposeLoraFile, disposePipeline, loadPipeline, loadUNet, readLoraFile, readPipelineShape, savePipeline, savePipelineWithUNet,
+  attachLora, checkImageSide, writeFileAtomic, checkUNetFits, disposeLoraFile, disposePipeline, loadPipeline, loadUNet, readLoraFile, readPipelineShape, savePipeline, savePipelineWithUNet,
   type PipelineComponents, type UNet2DConditionModel,
 } from '../models/index.js';
 import { cacheSettings, datasetIdentity } from '../cache/identity.js';
@@ -556,14 +556,18 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
   return 'done';
 }
 
-/** What a LoRA file's metadata says of the run that made it (read by upload's model card). */
+/** The file a finished run describes itself in (read by upload's model card). */
+export const TRAINING_RUN_FILE = 'training_run.json';
+
+/** What a finished run was (a LoRA file's metadata says the same; upload's model card reads it). */
 function resultDescription(s: TrainState): Record<string, unknown> {
   const c = s.config;
   return {
     base_model: c.model.name, unet_init: c.model.unetInit, objective: c.objective.method === 'sft' ? 'sft' : c.objective.lossType,
     beta_dpo: c.objective.betaDpo, steps: s.progress.globalStep, effective_batch: c.batch.perDevice * c.batch.accumulation * c.batch.worldSize,
     learning_rate: c.schedule.learningRate, resolution: c.data.resolution, dataset: c.data.source,
-    lora: { rank: c.lora?.rank ?? null, alpha: c.lora?.alpha ?? c.lora?.rank ?? null, targets: c.lora?.targets ?? [], init: c.lora?.init ?? null, alpha_folded: true },
+    noising: c.objective.noising.kind,
+    lora: c.lora ? { rank: c.lora.rank, alpha: c.lora.alpha ?? c.lora.rank, targets: c.lora.targets, init: c.lora.init, alpha_folded: true } : null,
   };
 }
 
@@ -572,6 +576,8 @@ export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'],
   await flushSaves(s);
   const writer = !s.dp || s.dp.rank === 0;
   if (stoppedBy === 'done' && writer) {
+    // what the run was, for model cards (upload) and people: the same facts a LoRA file's metadata holds
+    writeFileAtomic(join(s.config.output.dir, TRAINING_RUN_FILE), JSON.stringify(resultDescription(s), null, 2) + '\n');
     if (s.adapters) {
       const file = saveLoraWeights(s.config.output.dir, s.unet, s.adapters, resultDescription(s));
       events.info(`saved the LoRA weights to ${file} (diffusers' layout; diffusion-dpo merge-lora folds them into the pipeline)`);
