@@ -149,11 +149,28 @@ describe('Hugging Face Hub', () => {
     }
   });
 
-  test('gated repos need HF_TOKEN, sent as a bearer token', async () => {
-    await assert.rejects(hub.resolveModel('test-org/private-sd', { cacheDir: cache, endpoint }), /access denied \(HTTP 401\).*HF_TOKEN/);
-    const snapshot = await hub.resolveModel('test-org/private-sd', { cacheDir: cache, endpoint, token: 'secret' });
-    assert.ok(existsSync(join(snapshot, 'model_index.json')));
-    assert.ok(requests.filter((r) => r.url.includes('private-sd')).some((r) => r.auth === 'Bearer secret'));
+  test('gated repos need a token (HF_TOKEN, or the token file of huggingface-cli login), sent as a bearer token', async () => {
+    const saved = { HF_TOKEN: process.env.HF_TOKEN, HUGGING_FACE_HUB_TOKEN: process.env.HUGGING_FACE_HUB_TOKEN, HF_TOKEN_PATH: process.env.HF_TOKEN_PATH };
+    const tokenFile = join(cache, 'token-file');
+    try {
+      delete process.env.HF_TOKEN;
+      delete process.env.HUGGING_FACE_HUB_TOKEN;
+      process.env.HF_TOKEN_PATH = tokenFile;
+      await assert.rejects(hub.resolveModel('test-org/private-sd', { cacheDir: cache, endpoint }), /access denied \(HTTP 401\).*HF_TOKEN/);
+      const snapshot = await hub.resolveModel('test-org/private-sd', { cacheDir: cache, endpoint, token: 'secret' });
+      assert.ok(existsSync(join(snapshot, 'model_index.json')));
+      assert.ok(requests.filter((r) => r.url.includes('private-sd')).some((r) => r.auth === 'Bearer secret'));
+      // the token file: a fresh cache, so the files are fetched again
+      writeFileSync(tokenFile, 'secret\n');
+      const from = requests.length;
+      await hub.resolveModel('test-org/private-sd', { cacheDir: join(cache, 'second'), endpoint });
+      assert.ok(requests.slice(from).every((r) => !r.url.includes('private-sd') || r.auth === 'Bearer secret'));
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
   });
 
   test('an unreachable endpoint is a clear error', async () => {

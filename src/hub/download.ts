@@ -1,13 +1,15 @@
 // Downloading a repository snapshot into the Hugging Face cache layout (cache.ts): the file list
 // comes from the Hub API at a revision, each file is fetched from /resolve/{commit}/{path} into
 // blobs/{etag} (resuming a partial .incomplete file with a Range request), then linked from
-// snapshots/{commit}/{path}; refs/{revision} records the commit. HF_TOKEN authenticates;
+// snapshots/{commit}/{path}; refs/{revision} records the commit. HF_TOKEN (or the token file of
+// `huggingface-cli login`, token.ts) authenticates;
 // HF_ENDPOINT points elsewhere (a mirror, or a test server); HF_HUB_OFFLINE=1 forbids the network.
 import { createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { hubCacheDir, repoCacheDir, type RepoType } from './cache.js';
+import { findHubToken } from './token.js';
 import { UserError } from '../util/errors.js';
 
 export class HubError extends UserError {
@@ -58,7 +60,7 @@ async function hubFetch(url: string, init: RequestInit, what: string): Promise<R
     throw new HubError(`${what}: cannot reach ${new URL(url).origin} (${(e as Error).cause ?? (e as Error).message}); ` +
       'set HF_HUB_OFFLINE=1 to use only the local cache');
   }
-  if (res.status === 401 || res.status === 403) throw new HubError(`${what}: access denied (HTTP ${res.status}); for gated or private repos set HF_TOKEN`, res.status);
+  if (res.status === 401 || res.status === 403) throw new HubError(`${what}: access denied (HTTP ${res.status}); for gated or private repos set HF_TOKEN or run 'huggingface-cli login'`, res.status);
   if (res.status === 404) throw new HubError(`${what}: not found (HTTP 404)`, 404);
   if (!res.ok && res.status !== 206) throw new HubError(`${what}: HTTP ${res.status}`, res.status);
   return res;
@@ -70,7 +72,7 @@ export async function snapshotDownload(repoId: string, o: SnapshotOptions = {}):
   const type = o.type ?? 'model';
   const revision = o.revision ?? 'main';
   const endpoint = (o.endpoint ?? hubEndpoint()).replace(/\/+$/, '');
-  const token = o.token ?? process.env.HF_TOKEN ?? process.env.HUGGING_FACE_HUB_TOKEN;
+  const token = o.token ?? findHubToken()?.token;
   const repo = repoCacheDir(repoId, type, o.cacheDir ?? hubCacheDir());
   const apiUrl = `${endpoint}/api/${type}s/${repoId}/revision/${encodeURIComponent(revision)}`;
   const info = (await (await hubFetch(apiUrl, { headers: headers(token) }, `${repoId}@${revision}`)).json()) as { sha?: string; siblings?: { rfilename: string }[] };

@@ -1,5 +1,5 @@
-// The Hub token for writing, found where huggingface_hub looks for it: HF_TOKEN (and its legacy
-// name HUGGING_FACE_HUB_TOKEN, which download.ts reads too), else the token file `huggingface-cli
+// The Hub token (downloads of gated or private repos, uploads), found where huggingface_hub looks for it: HF_TOKEN (and its legacy
+// name HUGGING_FACE_HUB_TOKEN), else the token file `huggingface-cli
 // login` writes: $HF_TOKEN_PATH, else $HF_HOME/token, else ~/.cache/huggingface/token.
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
