@@ -92,6 +92,7 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   beta_mapo: { args: ['--loss_type', 'mapo', '--beta_mapo', '0.2'] },
   mapo_snr_value: { args: ['--loss_type', 'mapo', '--mapo_snr_value', '0.3'] },
   lora_rank: { args: ['--lora_rank', '4'] },
+  preset: { args: ['--preset', 'sd15-paper'] },
   noising: { args: ['--noising', 'ddim_inversion'] },
   inversion_steps: { args: ['--noising', 'ddim_inversion', '--inversion_steps', '4'] },
   inversion_eta: { args: ['--noising', 'ddim_inversion', '--inversion_eta', '0.1'] },

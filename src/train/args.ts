@@ -2,11 +2,13 @@
 // work), with the reference's defaults and a help text written once here; plus our own few
 // (`--config`, `--checkpoints_total_limit`, `--sync_checkpoint_saves`, `--timestep_mode`, `--offload_frozen`, `--device`,
 // `--deterministic`, `--channels_last`, `--sdpa_backend`, `--max_bad_fraction`, `--exclude_rows`, `--latent_cache`,
-// `--ddp_bucket_mb`, `--ddp_timeout`, `--sample_seeds`, `--loss_type`, `--beta_mapo`, `--mapo_snr_value`, the `--lora_*` flags).
+// `--ddp_bucket_mb`, `--ddp_timeout`, `--sample_seeds`, `--loss_type`, `--beta_mapo`, `--mapo_snr_value`, the `--lora_*`,
+// `--kto_*`, `--noising`/`--inversion_*` flags, `--preset`).
 // Flags the reference accepts that this build does not implement fail loudly when set, never
 // silently. config.ts turns the parsed flags into the typed training config.
 import { readFileSync } from 'node:fs';
 import { DEVICE_FLAG_HELP } from '../util/device_flag.js';
+import { PRESET_NAMES } from './presets.js';
 import { didYouMean, FlagError, flagsHelp, parseFlags, type FlagSpec, type FlagValues } from '../util/flags.js';
 
 export const FLAGS = {
@@ -90,6 +92,7 @@ export const FLAGS = {
   exclude_rows: { type: 'string', default: null, help: 'A file of row ids to leave out (one per line, or bad_rows.jsonl; data --verify --write_exclude writes one).' },
   choice_model: { type: 'string', default: '', help: 'AI feedback scorer (not supported yet).', unsupported: 'AI-feedback relabelling (--choice_model) is not supported yet' },
   config: { type: 'string', default: null, help: 'A JSON file of flags (command-line flags override it).' },
+  preset: { type: 'string', default: null, choices: PRESET_NAMES, help: 'A published recipe: sd15-paper, sdxl-paper (Diffusion-DPO\'s launch scripts), sd15-lora, sdxl-lora (diffusers\' DPO LoRA examples), sd15-mapo (MaPO\'s command). Sets the flags you did not give (learning rate and scaling, warm-up, steps, beta, precision, ...) and reaches the recipe\'s effective batch through gradient accumulation for the processes at hand; prints every value it sets. docs/training.md#presets.' },
 } as const satisfies Record<string, FlagSpec>;
 
 export type FlagName = keyof typeof FLAGS;

@@ -11,6 +11,7 @@ import type { TimestepMode } from './step.js';
 import { processLayout, type ProcessLayout } from './data_parallel.js';
 import type { PairLossType } from './objectives.js';
 import type { NoisingConfig } from './step.js';
+import { applyPreset, type PresetName } from './presets.js';
 
 export interface AdamWConfig {
   kind: 'adamw';
@@ -205,7 +206,7 @@ export function guessTimestepMode(modelName: string): TimestepMode {
   return modelName.includes('refiner') ? 'refiner' : modelName.includes('turbo') ? 'turbo' : 'default';
 }
 
-export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment = hostEnvironment()): TrainConfig {
+export function resolveTrainConfig(args: ParsedTrainArgs, host: ConfigEnvironment = hostEnvironment()): TrainConfig {
   const notes: string[] = [];
   let layout: ProcessLayout;
   try {
@@ -214,6 +215,13 @@ export function resolveTrainConfig(a: ParsedTrainArgs, host: ConfigEnvironment =
     throw new ArgsError((e as Error).message);
   }
   const worldSize = layout.worldSize;
+  // a preset fills in what the user did not give, for this many processes, before anything reads the flags
+  let a = args;
+  if (args.preset) {
+    const applied = applyPreset(args, args.preset as PresetName, worldSize);
+    a = applied.args;
+    notes.push(...applied.lines);
+  }
   for (const f of ['ddp_bucket_mb', 'ddp_timeout'] as const) if (worldSize === 1 && a.given.has(f)) notes.push(`--${f} has no effect in a single-process run`);
   // train.py: LOCAL_RANK from the environment wins over --local_rank. Several processes on the CPU
   // (Gloo) have local ranks but no CUDA device to pick
