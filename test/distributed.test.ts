@@ -151,6 +151,28 @@ describe('data-parallel training', { skip }, () => {
     });
   }
 
+  test('LoRA: 2 processes x batch 2 equal 1 process x batch 4 (--sample_seeds): adapters within 1e-6, rank 0\'s initial adapters everywhere', async () => {
+    const lora = ['--lora_rank', '4', '--lora_alpha', '8'];
+    const one = join(dir, 'lora-one');
+    const many = join(dir, 'lora-many');
+    const a = await runTrain(flags(one, 4, [...equal, ...lora]));
+    assert.equal(a.code, 0, a.err);
+    const b = await launch(2, flags(many, 2, [...equal, ...lora]));
+    assert.equal(b.code, 0, b.err);
+    torch.tidy(() => {
+      const [x, y] = [one, many].map((d) => torch.loadSafetensors(join(d, 'pytorch_lora_weights.safetensors')));
+      let diff = 0;
+      let moved = 0;
+      for (const [k, t] of x!) {
+        diff = Math.max(diff, t.sub(y!.get(k)!).abs().max().item());
+        if (k.endsWith('.up.weight')) moved = Math.max(moved, t.abs().max().item());
+      }
+      assert.ok(moved > 1e-4, `the up weights left zero (${moved})`);
+      assert.ok(diff <= 1e-6, `largest adapter difference ${diff}`);
+    });
+    assert.equal(metricsRows(many)[0]!.train_loss, metricsRows(one)[0]!.train_loss);
+  });
+
   test('SIGKILL of every process, then a resume: bit-identical to an uninterrupted 2-process run', async () => {
     const args = (out: string) => flags(out, 2, ['--max_train_steps', '12', '--checkpointing_steps', '2']);
     const whole = join(dir, 'whole');
