@@ -187,7 +187,7 @@ describe('robustness and options', () => {
     const w = torch.tensor([1, Number.POSITIVE_INFINITY]);
     // the parts of the state the decision reads: the trained weights, the optimizer state, the step, the output folder
     const state = {
-      unet: { namedParameters: () => [['conv_in.weight', w]] }, optimizer: { stateDict: () => ({ tensors: new Map() }) },
+      trained: { namedTensors: () => [['conv_in.weight', w]] }, optimizer: { stateDict: () => ({ tensors: new Map() }) },
       config: { output: { dir: out } }, progress: { globalStep: 3 }, saves: { pending: null, failed: null },
     } as unknown as Parameters<typeof saveLastGoodState>[0];
     assert.match(await saveLastGoodState(state, events), /the weights or optimizer state hold NaN or infinite values \(conv_in\.weight\), so no checkpoint was saved/);
