@@ -1,4 +1,4 @@
-// Real architectures (../shared/fixtures/architectures): built at full size on the 'meta' device
+// Real architectures (../shared/fixtures/architectures), the SD/SDXL models and the reward models' CLIPs: built at full size on the 'meta' device
 // (no memory), our state-dict keys, order, shapes and dtypes equal diffusers'/transformers', and
 // parameter counts match exactly.
 import assert from 'node:assert/strict';
@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
-import { AutoencoderKL, CLIPTextModel, CLIPTextModelWithProjection, UNet2DConditionModel } from '../src/models/index.js';
+import { AutoencoderKL, CLIPModel, CLIPTextModel, CLIPTextModelWithProjection, OpenClipModel, UNet2DConditionModel } from '../src/models/index.js';
 import { fixturesDir } from './helpers/fixtures.js';
 
 const dir = join(fixturesDir, 'architectures');
@@ -20,6 +20,10 @@ const MODELS: [string, (cfg: Record<string, unknown>) => torch.nn.Module][] = [
   ['sd15-text_encoder', (c) => new CLIPTextModel(c, { device: 'meta' })],
   ['sdxl-text_encoder', (c) => new CLIPTextModel(c, { device: 'meta' })],
   ['sdxl-text_encoder_2', (c) => new CLIPTextModelWithProjection(c, { device: 'meta' })],
+  // the reward models: PickScore and OpenAI's ViT-L/14 (transformers), HPSv2 / LAION ViT-H-14 (open_clip)
+  ['pickscore-clip-vit-h-14', (c) => new CLIPModel(c, { device: 'meta' })],
+  ['clip-vit-large-patch14', (c) => new CLIPModel(c, { device: 'meta' })],
+  ['openclip-vit-h-14', (c) => new OpenClipModel(c, { device: 'meta' })],
 ];
 
 describe('real architectures', () => {

@@ -29,3 +29,23 @@ export async function decodeRGB(bytes: Uint8Array, o: { exifTranspose?: boolean 
     throw new ImageDecodeError((e as Error).message.split('\n')[0]!);
   }
 }
+
+/**
+ * For the reward models: 8-bit RGB, or RGBA when the image has an alpha channel (open_clip's
+ * preprocessing resizes RGBA with premultiplied alpha before dropping it, as PIL does; grey with
+ * alpha becomes RGBA with the grey replicated).
+ */
+export async function decodeForScoring(bytes: Uint8Array): Promise<RawImage> {
+  if (bytes.length === 0) throw new ImageDecodeError('empty image');
+  try {
+    const s = sharp(bytes, { failOn: 'truncated', limitInputPixels: 1 << 28 }).rotate();
+    const meta = await sharp(bytes).metadata();
+    if (!meta.hasAlpha) return await decodeRGB(bytes);
+    const { data, info } = await s.toColourspace('srgb').ensureAlpha().raw().toBuffer({ resolveWithObject: true });
+    if (info.channels !== 4) throw new ImageDecodeError(`decoded to ${info.channels} channels, expected 4`);
+    return { width: info.width, height: info.height, channels: 4, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+  } catch (e) {
+    if (e instanceof ImageDecodeError) throw e;
+    throw new ImageDecodeError((e as Error).message.split('\n')[0]!);
+  }
+}

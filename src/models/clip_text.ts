@@ -4,8 +4,9 @@
 // picks it), and for the projection model text_embeds = text_projection(pooled).
 import * as torch from '../torch/index.js';
 import { ConfigError, get, type RawConfig } from './config.js';
+import { CLIPEncoder, lowest } from './clip_encoder.js';
 
-const { nn, F, tidy } = torch;
+const { nn, tidy } = torch;
 
 export interface CLIPTextConfig {
   vocabSize: number;
@@ -47,83 +48,13 @@ class CLIPTextEmbeddings extends nn.Module {
     super();
     this.token_embedding = this.registerModule('token_embedding', new nn.Embedding(c.vocabSize, c.hiddenSize, f));
     this.position_embedding = this.registerModule('position_embedding', new nn.Embedding(c.maxPositionEmbeddings, c.hiddenSize, f));
-    this.position_ids = this.registerBuffer('position_ids', torch.arange(0, c.maxPositionEmbeddings, 1, { dtype: 'int64', device: f.device }).unsqueeze(0))!;
+    this.position_ids = this.registerBuffer('position_ids', tidy(() => torch.arange(0, c.maxPositionEmbeddings, 1, { dtype: 'int64', device: f.device }).unsqueeze(0)))!;
   }
   forward(inputIds: torch.Tensor): torch.Tensor {
     return tidy(() => {
       const len = inputIds.shape[inputIds.ndim - 1]!;
       return this.token_embedding.forward(inputIds).add(this.position_embedding.forward(this.position_ids.slice(1, 0, len)));
     });
-  }
-}
-
-class CLIPAttention extends nn.Module {
-  readonly k_proj: torch.nn.Linear;
-  readonly v_proj: torch.nn.Linear;
-  readonly q_proj: torch.nn.Linear;
-  readonly out_proj: torch.nn.Linear;
-  readonly heads: number;
-  constructor(c: CLIPTextConfig, f: torch.nn.FactoryOptions) {
-    super();
-    if (c.hiddenSize % c.numAttentionHeads) throw new ConfigError('CLIPTextModel', 'hidden_size must be divisible by num_attention_heads');
-    this.heads = c.numAttentionHeads;
-    this.k_proj = this.registerModule('k_proj', new nn.Linear(c.hiddenSize, c.hiddenSize, f));
-    this.v_proj = this.registerModule('v_proj', new nn.Linear(c.hiddenSize, c.hiddenSize, f));
-    this.q_proj = this.registerModule('q_proj', new nn.Linear(c.hiddenSize, c.hiddenSize, f));
-    this.out_proj = this.registerModule('out_proj', new nn.Linear(c.hiddenSize, c.hiddenSize, f));
-  }
-  /** x: (B, L, C); mask: additive (B or 1, 1, L, L), or null for a causal mask alone. */
-  forward(x: torch.Tensor, mask: torch.Tensor | null): torch.Tensor {
-    return tidy(() => {
-      const [b, l, c] = x.shape as [number, number, number];
-      const split = (t: torch.Tensor) => t.view(b, l, this.heads, c / this.heads).transpose(1, 2); // (B, nh, L, hd)
-      const out = F.scaledDotProductAttention(split(this.q_proj.forward(x)), split(this.k_proj.forward(x)), split(this.v_proj.forward(x)), mask ? { attnMask: mask } : { isCausal: true });
-      return this.out_proj.forward(out.transpose(1, 2).reshape(b, l, c));
-    });
-  }
-}
-
-class CLIPMLP extends nn.Module {
-  readonly fc1: torch.nn.Linear;
-  readonly fc2: torch.nn.Linear;
-  constructor(readonly c: CLIPTextConfig, f: torch.nn.FactoryOptions) {
-    super();
-    this.fc1 = this.registerModule('fc1', new nn.Linear(c.hiddenSize, c.intermediateSize, f));
-    this.fc2 = this.registerModule('fc2', new nn.Linear(c.intermediateSize, c.hiddenSize, f));
-  }
-  forward(x: torch.Tensor): torch.Tensor {
-    return tidy(() => {
-      const h = this.fc1.forward(x);
-      return this.fc2.forward(this.c.hiddenAct === 'quick_gelu' ? F.quickGelu(h) : F.gelu(h));
-    });
-  }
-}
-
-class CLIPEncoderLayer extends nn.Module {
-  readonly self_attn: CLIPAttention;
-  readonly layer_norm1: torch.nn.LayerNorm;
-  readonly mlp: CLIPMLP;
-  readonly layer_norm2: torch.nn.LayerNorm;
-  constructor(c: CLIPTextConfig, f: torch.nn.FactoryOptions) {
-    super();
-    this.self_attn = this.registerModule('self_attn', new CLIPAttention(c, f));
-    this.layer_norm1 = this.registerModule('layer_norm1', new nn.LayerNorm(c.hiddenSize, c.layerNormEps, f));
-    this.mlp = this.registerModule('mlp', new CLIPMLP(c, f));
-    this.layer_norm2 = this.registerModule('layer_norm2', new nn.LayerNorm(c.hiddenSize, c.layerNormEps, f));
-  }
-  forward(x: torch.Tensor, mask: torch.Tensor | null): torch.Tensor {
-    return tidy(() => {
-      const h = this.self_attn.forward(this.layer_norm1.forward(x), mask).add(x);
-      return this.mlp.forward(this.layer_norm2.forward(h)).add(h);
-    });
-  }
-}
-
-class CLIPEncoder extends nn.Module {
-  readonly layers: torch.nn.ModuleList<CLIPEncoderLayer>;
-  constructor(c: CLIPTextConfig, f: torch.nn.FactoryOptions) {
-    super();
-    this.layers = this.registerModule('layers', new nn.ModuleList(Array.from({ length: c.numHiddenLayers }, () => new CLIPEncoderLayer(c, f))));
   }
 }
 
@@ -134,7 +65,7 @@ export interface CLIPTextOutput {
   hiddenStates: torch.Tensor[];
 }
 
-class CLIPTextTransformer extends nn.Module {
+export class CLIPTextTransformer extends nn.Module {
   readonly embeddings: CLIPTextEmbeddings;
   readonly encoder: CLIPEncoder;
   readonly final_layer_norm: torch.nn.LayerNorm;
@@ -160,7 +91,7 @@ class CLIPTextTransformer extends nn.Module {
       }
       const hiddenStates = [h];
       for (const layer of this.encoder.layers) {
-        h = layer.forward(h, mask);
+        h = layer.forward(h, { mask, causal: true });
         hiddenStates.push(h);
       }
       const last = this.final_layer_norm.forward(h);
@@ -172,14 +103,6 @@ class CLIPTextTransformer extends nn.Module {
   }
 }
 
-function lowest(dtype: torch.DType): number {
-  switch (dtype) {
-    case 'float16': return -65504;
-    case 'bfloat16': return -3.3895313892515355e38;
-    case 'float64': return -Number.MAX_VALUE;
-    default: return -3.4028234663852886e38;
-  }
-}
 
 export class CLIPTextModel extends nn.Module {
   readonly config: CLIPTextConfig;

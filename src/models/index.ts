@@ -7,3 +7,5 @@ export * from './loading.js';
 export { encodeSdxlPrompt, type SdxlTextEncoders } from './sdxl_prompt.js';
 export { CompatibilityError, checkImageSide, checkUNetFits, pixelMultiple, readPipelineShape, unetMismatches, type PipelineShape } from './compatibility.js';
 export { LORA_WEIGHTS_NAME, LoraFileError, attachLora, diffusersLoraStateDict, disposeLoraFile, loraFilePath, mergeLora, readLoraFile, type LoraComponent, type LoraFile, type LoraLayerWeights, type LoraModels } from './lora_files.js';
+export { CLIPModel, CLIPVisionTransformer, parseCLIPModelConfig, parseCLIPVisionConfig, type CLIPModelConfig, type CLIPVisionConfig } from './clip_vision.js';
+export { OpenClipModel, parseOpenClipConfig, type OpenClipConfig } from './open_clip.js';

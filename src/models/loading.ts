@@ -8,6 +8,8 @@ import { basename, dirname, join } from 'node:path';
 import * as torch from '../torch/index.js';
 import { AutoencoderKL, renameLegacyVAEKeys } from './autoencoder_kl.js';
 import { CLIPTextModel, CLIPTextModelWithProjection } from './clip_text.js';
+import { CLIPModel } from './clip_vision.js';
+import { OpenClipModel } from './open_clip.js';
 import type { RawConfig } from './config.js';
 import { UNet2DConditionModel } from './unet_2d_condition.js';
 import { UserError } from '../util/errors.js';
@@ -116,6 +118,37 @@ export function loadCLIPTextModel(folder: string, o: LoadOptions = {}): CLIPText
 
 export function loadCLIPTextModelWithProjection(folder: string, o: LoadOptions = {}): CLIPTextModelWithProjection {
   return loadInto(folder, (raw) => new CLIPTextModelWithProjection(raw, { device: 'meta' }), o, addPositionIds);
+}
+
+/** transformers' CLIPModel (PickScore, OpenAI CLIP) from a folder with config.json and its weights. */
+export function loadCLIPModel(folder: string, o: LoadOptions = {}): CLIPModel {
+  return loadInto(folder, (raw) => new CLIPModel(raw, { device: 'meta' }), o, (sd, model) => {
+    // transformers >= 4.31 saves neither tower's position_ids
+    const ids = (n: number) => torch.arange(0, n, 1, { dtype: 'int64' }).unsqueeze(0);
+    if (!sd.has('text_model.embeddings.position_ids')) sd.set('text_model.embeddings.position_ids', ids(model.config.text.maxPositionEmbeddings));
+    const v = model.config.vision;
+    if (!sd.has('vision_model.embeddings.position_ids')) sd.set('vision_model.embeddings.position_ids', ids((v.imageSize / v.patchSize) ** 2 + 1));
+  });
+}
+
+/**
+ * open_clip's CLIP from a checkpoint file: a PyTorch checkpoint holding the state dict itself or
+ * under 'state_dict' (HPSv2's files), with or without DistributedDataParallel's 'module.' prefix,
+ * or a safetensors file. The architecture comes from `config` (open_clip's model config JSON).
+ */
+export function loadOpenClipModel(file: string, config: RawConfig, o: LoadOptions = {}): OpenClipModel {
+  const model = new OpenClipModel(config, { device: 'meta' });
+  torch.tidy(() => {
+    const raw = file.endsWith('.safetensors') ? torch.loadSafetensors(file, { view: true }) : torch.loadTorchCheckpoint(file);
+    const sd = new Map<string, torch.Tensor>();
+    for (const [k, t] of raw) sd.set(k.replace(/^state_dict\./, '').replace(/^module\./, ''), t);
+    try {
+      model.loadStateDict(sd, { assign: true, dtype: o.dtype, device: o.device ?? 'cpu', what: `weights of ${file}` });
+    } catch (e) {
+      throw new ModelLoadError(file, (e as Error).message);
+    }
+  });
+  return model;
 }
 
 /** The diffusers version written into configs we save (the reference library's). */

@@ -8,6 +8,7 @@ import { runAddNoiseCase } from './noise_schedule.js';
 import { runOptimizerCase } from './optimizer.js';
 import { runPipelineCase } from './pipeline.js';
 import { runSchedulerCase } from './scheduler.js';
+import { runAestheticsCase, runClipScoreCase } from './scoring.js';
 import { runTrainStepCase } from './train_step.js';
 
 export type Runner = (c: FixtureCase) => Comparison[] | Promise<Comparison[]>;
@@ -25,4 +26,6 @@ export const RUNNERS: Record<string, Runner> = {
   scheduler_add_noise: runAddNoiseCase,
   scheduler_rollout: runSchedulerCase,
   pipeline_sample: runPipelineCase,
+  clip_score: runClipScoreCase,
+  aesthetics: runAestheticsCase,
 };
