@@ -8,6 +8,7 @@ import { sampleCommand } from './sample.js';
 import { compareCommand } from './compare.js';
 import { launchCommand } from './launch.js';
 import { mergeLoraCommand } from './merge_lora.js';
+import { scoreCommand } from './score.js';
 import { uploadCommand } from './upload.js';
 import { isSystemError, messageWithCauses, stackWithCauses, UserError } from '../util/errors.js';
 import { didYouMean, FlagError } from '../util/flags.js';
@@ -29,6 +30,7 @@ const COMMANDS: Record<string, Command> = {
   sample: sampleCommand,
   compare: compareCommand,
   'merge-lora': mergeLoraCommand,
+  score: scoreCommand,
   upload: uploadCommand,
 };
 
