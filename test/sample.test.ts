@@ -182,7 +182,7 @@ describe('sample', () => {
     writeFileSync(join(snap, 'train.jsonl'), '{"prompt": "train row"}\n');
     assert.deepEqual(await loadPromptSet('org/prompts:benchmark', { cacheDir: cache }), ['a photo']);
     assert.deepEqual(await loadPromptSet('org/prompts', { cacheDir: cache }), ['a photo', 'train row']);
-    await assert.rejects(loadPromptSet('not a set!'), /prompt set 'not a set!': not 'notebook', parti, a file, a folder or a Hub dataset id/);
+    await assert.rejects(loadPromptSet('not a set!'), /prompt set 'not a set!': not 'notebook', parti, hpsv2, a file, a folder or a Hub dataset id/);
   });
 
   test('PNG text chunks round-trip and keep the image decodable', async () => {

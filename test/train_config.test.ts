@@ -11,6 +11,9 @@ import { resolveTrainConfig, type ConfigEnvironment, type TrainConfig } from '..
 
 const dir = mkdtempSync(join(tmpdir(), 'dpo-config-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
+// --choice_labels names a file that must exist before any work
+const labelsFile = join(dir, 'labels.jsonl');
+writeFileSync(labelsFile, '');
 
 const BASE = ['--pretrained_model_name_or_path', 'org/model', '--dataset_name', 'org/data', '--train_batch_size', '2', '--seed', '1'];
 const CPU: ConfigEnvironment = { env: {}, cudaDevices: 0 };
@@ -75,6 +78,9 @@ const TRIES: Record<FlagName, { args: string[]; host?: ConfigEnvironment }> = {
   sft: { args: ['--sft'] },
   beta_dpo: { args: ['--beta_dpo', '2500'] },
   choice_model: { args: ['--choice_model', 'pickscore'] },
+  choice_labels: { args: ['--choice_labels', labelsFile] },
+  choice_model_path: { args: ['--choice_model', 'pickscore', '--choice_model_path', 'm'] },
+  choice_processor: { args: ['--choice_model', 'pickscore', '--choice_processor', 'p'] },
   config: { args: [] }, // filled in below: a file that sets a flag
   timestep_mode: { args: ['--timestep_mode', 'turbo'] },
   offload_frozen: { args: ['--offload_frozen'] },
@@ -144,7 +150,7 @@ describe('the flag table', () => {
     assert.match(outcome.latent_cache!, /data\.latentCache/);
     assert.match(outcome.image_column!, /data\.imageColumn/);
     assert.match(outcome.num_train_epochs!, /schedule\.maxTrainSteps/);
-    assert.match(outcome.choice_model!, /^refused: .*AI-feedback/);
+    assert.match(outcome.choice_model!, /data\.choice/);
     assert.match(outcome.hub_model_id!, /^refused/);
     assert.match(outcome.dataset_config_name!, /^refused/);
   });

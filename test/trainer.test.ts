@@ -73,7 +73,7 @@ describe('train.py flags', () => {
     assert.equal(a.beta_dpo, 100);
     assert.equal(a.sft, true);
     assert.throws(() => parseTrainArgs(['--pretrained_model_name_or_path', 'm', '--dataset_name', 'd', '--bogus', '1']), /unknown flag '--bogus'/);
-    assert.throws(() => parseTrainArgs(['--pretrained_model_name_or_path', 'm', '--dataset_name', 'd', '--choice_model', 'pickscore']), /AI-feedback relabelling/);
+    assert.throws(() => parseTrainArgs(['--pretrained_model_name_or_path', 'm', '--dataset_name', 'd', '--dataset_config_name', 'x']), /dataset configs are not supported/);
     assert.throws(() => parseTrainArgs(['--pretrained_model_name_or_path', 'm', '--dataset_name', 'd', '--mixed_precision', 'fp8']), /must be one of no, fp16, bf16/);
     assert.throws(() => parseTrainArgs(['--dataset_name', 'd']), /--pretrained_model_name_or_path is required/);
   });

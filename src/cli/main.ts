@@ -6,8 +6,10 @@ import { demoCommand, trainCommand } from './train.js';
 import { inspectCommand } from './inspect.js';
 import { sampleCommand } from './sample.js';
 import { compareCommand } from './compare.js';
+import { evalCommand } from './eval.js';
 import { launchCommand } from './launch.js';
 import { mergeLoraCommand } from './merge_lora.js';
+import { relabelCommand } from './relabel.js';
 import { scoreCommand } from './score.js';
 import { uploadCommand } from './upload.js';
 import { isSystemError, messageWithCauses, stackWithCauses, UserError } from '../util/errors.js';
@@ -29,8 +31,10 @@ const COMMANDS: Record<string, Command> = {
   inspect: inspectCommand,
   sample: sampleCommand,
   compare: compareCommand,
+  eval: evalCommand,
   'merge-lora': mergeLoraCommand,
   score: scoreCommand,
+  relabel: relabelCommand,
   upload: uploadCommand,
 };
 

@@ -9,7 +9,7 @@ import { checkImageSide, checkUNetFits, CompatibilityError, loadUNet, readPipeli
 import { writeFileAtomic } from '../models/loading.js';
 import { generate, vaeScaleFactor } from '../pipelines/text_to_image.js';
 import { addPngText } from '../pipelines/png.js';
-import { PROMPT_SETS, loadPromptSet, readPromptFile } from '../pipelines/prompts.js';
+import { PROMPT_SET_NAMES, loadPromptSet, readPromptFile } from '../pipelines/prompts.js';
 import { createScheduler, schedulerFromConfig, type SchedulerName } from '../schedulers/samplers.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import { resolveDeviceFlag } from '../util/device_flag.js';
@@ -22,7 +22,7 @@ export const SAMPLING_FLAGS = {
   revision: { type: 'string', default: null, help: 'Hub revision of the pipeline' },
   prompt: { type: 'string', default: null, multiple: true, valueName: 'P', help: 'a prompt (repeatable)' },
   prompt_file: { type: 'string', default: null, valueName: 'F', help: 'a prompt file: .txt (a line each), .jsonl/.json (records with "prompt", or a list of strings, e.g. HPSv2\'s benchmark JSONs), .tsv/.csv/.parquet (a Prompt/prompt/caption column)' },
-  prompts: { type: 'string', default: null, valueName: 'SET', help: 'notebook (the reference notebook\'s 16 prompts), parti (PartiPrompts, nateraw/parti-prompts on the Hub), a folder of prompt files, or any Hub dataset id[:subfolder] holding them' },
+  prompts: { type: 'string', default: null, valueName: 'SET', help: 'notebook (the reference notebook\'s 16 prompts), parti (PartiPrompts, nateraw/parti-prompts on the Hub), hpsv2 (HPSv2\'s benchmark: the 4 style files of zhwang/HPDv2 on the Hub), a file or folder of prompt files, or any Hub dataset id[:subfolder] holding them' },
   negative_prompt: { type: 'string', default: null, valueName: 'N', help: 'one negative prompt for all' },
   num_inference_steps: { type: 'int', default: 50, min: 1, valueName: 'N', help: 'denoising steps' },
   guidance_scale: { type: 'float', default: null, valueName: 'G', help: 'default 7.5 (SD) or 5.0 (SDXL), as the reference notebook' },
@@ -72,7 +72,7 @@ export async function readSamplingSettings(values: FlagValues<typeof SAMPLING_FL
       throw new CliError(`--prompts: ${(e as Error).message}`, 2);
     }
   }
-  if (prompts.length === 0) throw new CliError(`give --prompt, --prompt_file or --prompts (notebook, ${Object.keys(PROMPT_SETS).join(', ')}, a folder or a Hub dataset)`, 2);
+  if (prompts.length === 0) throw new CliError(`give --prompt, --prompt_file or --prompts (${PROMPT_SET_NAMES.join(', ')}, a file, a folder or a Hub dataset)`, 2);
   return {
     prompts,
     negativePrompt: values.negative_prompt,
@@ -148,10 +148,13 @@ export interface RenderedImage {
 
 /**
  * Renders every prompt x seed into `outDir` as `<prompt index>-<seed>.png`, each image from its own
- * CPU generator seeded `seed + k`, so any image can be regenerated alone.
+ * CPU generator seeded `seed + k`, so any image can be regenerated alone. An image for which
+ * `keep(file, promptIndex, seed)` is true is already there (eval reuses what matches its settings):
+ * it is listed, not rendered.
  */
 export async function renderImages(p: PipelineComponents, modelPath: string, s: SamplingSettings, outDir: string,
-  tags: Record<string, string>, label = ''): Promise<{ images: RenderedImage[]; width: number; height: number }> {
+  tags: Record<string, string>, label = '', keep: (file: string, promptIndex: number, seed: number) => boolean = () => false,
+): Promise<{ images: RenderedImage[]; width: number; height: number }> {
   const schedulerConfig = JSON.parse(readFileSync(join(modelPath, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
   const makeScheduler = () => (s.scheduler ? createScheduler(s.scheduler, schedulerConfig) : schedulerFromConfig(schedulerConfig));
   makeScheduler().dispose(); // an unknown --scheduler fails before any work
@@ -164,11 +167,19 @@ export async function renderImages(p: PipelineComponents, modelPath: string, s: 
   const guidance = s.guidanceScale ?? (p.kind === 'sdxl' ? 5.0 : 7.5);
   mkdirSync(outDir, { recursive: true });
   const images: RenderedImage[] = [];
-  const total = s.prompts.length * s.perPrompt;
+  const fileOf = (pi: number, seed: number) => join(outDir, `${String(pi).padStart(3, '0')}-${seed}.png`);
+  let total = 0;
+  for (let pi = 0; pi < s.prompts.length; pi++) for (let k = 0; k < s.perPrompt; k++) if (!keep(fileOf(pi, s.seed + k), pi, s.seed + k)) total++;
+  let done = 0;
   const t0 = Date.now();
   for (const [pi, prompt] of s.prompts.entries()) {
     for (let k = 0; k < s.perPrompt; k++) {
       const seed = s.seed + k;
+      const file = fileOf(pi, seed);
+      if (keep(file, pi, seed)) {
+        images.push({ file, prompt, seed });
+        continue;
+      }
       const pixels = torch.tidy(() => {
         const r = generate({ pipeline: p, scheduler: makeScheduler(), tokenizer, tokenizer2 }, {
           prompts: [prompt], negativePrompts: s.negativePrompt !== null ? [s.negativePrompt] : null,
@@ -178,14 +189,13 @@ export async function renderImages(p: PipelineComponents, modelPath: string, s: 
         return Buffer.from(r.images.mul(255).round().clamp(0, 255).to('uint8').toTypedArray() as Uint8Array);
       });
       const encoded = await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toBuffer();
-      const file = join(outDir, `${String(pi).padStart(3, '0')}-${seed}.png`);
       writeFileAtomic(file, addPngText(encoded, {
         prompt, negative_prompt: s.negativePrompt ?? '', seed: String(seed), ...tags,
         num_inference_steps: String(s.steps), guidance_scale: String(guidance), guidance_rescale: String(s.guidanceRescale),
         scheduler: s.scheduler ?? String(schedulerConfig._class_name), torch_dtype: s.dtype, software: 'diffusion-dpo',
       }));
       images.push({ file, prompt, seed });
-      const done = images.length;
+      done++;
       const perImage = (Date.now() - t0) / 1000 / done;
       console.error(`[${label || 'sample'}] ${done}/${total} ${file} (${perImage.toFixed(1)} s/image, ${Math.round(perImage * (total - done))} s left)`);
     }

@@ -13,6 +13,7 @@ import { openImageFolder, openPairFolder, openTable } from './sources/files.js';
 import { TarPairSource } from './sources/tar.js';
 import { ParquetPairSource, PICKAPIC_COLUMNS, type PreferenceColumns } from './sources/parquet.js';
 import { UserError } from '../util/errors.js';
+import { RelabelledSource, type ChoiceLabels } from './choice_labels.js';
 
 export type DataMethod = 'dpo' | 'sft' | 'kto';
 
@@ -31,6 +32,8 @@ export interface DatasetOptions {
   columns?: Partial<PreferenceColumns> & { image?: string };
   /** Raw row ids to leave out (`data --verify --write_exclude` writes them). */
   excludeRows?: ReadonlySet<number>;
+  /** AI-feedback labels (diffusion-dpo relabel's sidecar) instead of the source's own. */
+  choiceLabels?: ChoiceLabels;
 }
 
 export interface DatasetStats {
@@ -123,7 +126,8 @@ export class PreferenceDataset {
   private constructor(readonly source: PairSource, readonly indices: number[], readonly stats: DatasetStats, readonly method: DataMethod) {}
 
   static async open(path: string, o: DatasetOptions = {}): Promise<PreferenceDataset> {
-    return PreferenceDataset.fromSource(await openSource(path, o), o);
+    const source = await openSource(path, o);
+    return PreferenceDataset.fromSource(o.choiceLabels ? new RelabelledSource(source, o.choiceLabels) : source, o);
   }
 
   static async fromSource(source: PairSource, o: DatasetOptions = {}): Promise<PreferenceDataset> {

@@ -31,6 +31,19 @@ export const NOTEBOOK_PROMPTS: readonly string[] = [
 /** Shorthands for public prompt sets on the Hub. */
 export const PROMPT_SETS: Record<string, string> = { parti: 'nateraw/parti-prompts' };
 
+/**
+ * Shorthands for prompt sets that are named files of a Hub dataset, read in this order (only
+ * those files are fetched). hpsv2: HPSv2's benchmark, 800 prompts in each of four styles, the
+ * files hpsv2.benchmark_prompts('all') reads (the folder also holds drawbench.json and image
+ * tarballs, which are not part of it).
+ */
+export const PROMPT_FILE_SETS: Record<string, { repo: string; files: readonly string[] }> = {
+  hpsv2: { repo: 'zhwang/HPDv2', files: ['benchmark/anime.json', 'benchmark/concept-art.json', 'benchmark/paintings.json', 'benchmark/photo.json'] },
+};
+
+/** Every shorthand, for messages. */
+export const PROMPT_SET_NAMES: readonly string[] = ['notebook', ...Object.keys(PROMPT_SETS), ...Object.keys(PROMPT_FILE_SETS)];
+
 const PROMPT_FILE = /\.(txt|jsonl|json|tsv|csv|parquet)$/i;
 /** Column names a prompt is found under, in order (PartiPrompts uses "Prompt"). */
 const PROMPT_KEYS = ['prompt', 'Prompt', 'caption', 'text'];
@@ -111,6 +124,8 @@ function promptFiles(folder: string): string[] {
  */
 export async function loadPromptSet(spec: string, o: { cacheDir?: string; endpoint?: string } = {}): Promise<string[]> {
   if (spec === 'notebook') return [...NOTEBOOK_PROMPTS];
+  const fileSet = PROMPT_FILE_SETS[spec];
+  if (fileSet) return loadHubPromptFiles(fileSet.repo, fileSet.files, o);
   const id = PROMPT_SETS[spec] ?? spec;
   if (existsSync(id)) {
     const files = statSync(id).isDirectory() ? promptFiles(id) : [id];
@@ -121,7 +136,7 @@ export async function loadPromptSet(spec: string, o: { cacheDir?: string; endpoi
   try {
     checkRepoId(repo);
   } catch {
-    throw new UserError(`prompt set '${spec}': not 'notebook', ${Object.keys(PROMPT_SETS).join(', ')}, a file, a folder or a Hub dataset id`);
+    throw new UserError(`prompt set '${spec}': not '${PROMPT_SET_NAMES[0]}', ${PROMPT_SET_NAMES.slice(1).join(', ')}, a file, a folder or a Hub dataset id`);
   }
   const under = (f: string) => !sub || f.startsWith(`${sub.replace(/\/+$/, '')}/`);
   let folder = cachedSnapshot(repo, { type: 'dataset', cacheDir: o.cacheDir });
@@ -146,4 +161,22 @@ export async function loadPromptSet(spec: string, o: { cacheDir?: string; endpoi
   const chosen = text.length > 0 ? text : files;
   if (chosen.length === 0) throw new UserError(`dataset ${repo}: no prompt files in ${root}`);
   return (await Promise.all(chosen.map(readPromptFile))).flat();
+}
+
+/** Named files of a Hub dataset, from the cache when they are all there, else downloaded (those files only). */
+async function loadHubPromptFiles(repo: string, files: readonly string[], o: { cacheDir?: string; endpoint?: string }): Promise<string[]> {
+  let folder = cachedSnapshot(repo, { type: 'dataset', cacheDir: o.cacheDir });
+  if (!folder || !files.every((f) => existsSync(join(folder!, f)))) {
+    if (isOffline()) throw new UserError(`dataset ${repo} (${files.join(', ')}) is not in the Hugging Face cache ${repoCacheDir(repo, 'dataset', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
+    folder = await snapshotDownload(repo, {
+      type: 'dataset', cacheDir: o.cacheDir, endpoint: o.endpoint, onProgress: stderrProgress(),
+      select: (all) => {
+        const missing = files.filter((f) => !all.includes(f));
+        if (missing.length) throw new UserError(`dataset ${repo} has no ${missing.join(', ')}`);
+        return [...files];
+      },
+    });
+  }
+  const root = folder;
+  return (await Promise.all(files.map((f) => readPromptFile(join(root, f))))).flat();
 }

@@ -16,7 +16,7 @@ import { UserError } from '../util/errors.js';
 import { AestheticsHead, bundledAestheticsHead } from './aesthetics_head.js';
 import { clipImageProcessorConfig, openClipPreprocess } from './preprocess.js';
 import { AestheticsScorer, OpenClipScorer, PickScoreScorer } from './scorers.js';
-import { SCORER_NAMES, type Scorer, type ScorerName, type ScorerOptions } from './types.js';
+import type { Scorer, ScorerName, ScorerOptions } from './types.js';
 
 const LAION_H14 = 'laion/CLIP-ViT-H-14-laion2B-s32B-b79K';
 
@@ -37,10 +37,6 @@ const hasTokenizer = (d: string) => existsSync(join(d, 'tokenizer.json')) || (ex
 const hasProcessor = (d: string) => existsSync(join(d, 'preprocessor_config.json'));
 const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
 
-export function checkScorerName(name: string): ScorerName {
-  if (!(SCORER_NAMES as readonly string[]).includes(name)) throw new UserError(`unknown scorer '${name}' (scorers: ${SCORER_NAMES.join(', ')})`);
-  return name as ScorerName;
-}
 
 /** The folder of the processor files (tokenizer, preprocessor_config.json): the model's, else `processor`, else the default repo. */
 async function processorFolder(modelFolder: string | null, o: ScorerOptions, fallback: string, need: (d: string) => boolean): Promise<string> {
@@ -111,4 +107,4 @@ export function disposeScorers(scorers: Scorer[]): void {
 }
 
 export type { Scorer, ScorerName, ScorerOptions } from './types.js';
-export { SCORER_NAMES } from './types.js';
+export { SCORER_NAMES, checkScorerName } from './types.js';

@@ -3,6 +3,7 @@
 // scorers compute it (../shared/reference-system.md "Scorers").
 import type { RawImage } from '../data/pil_resize.js';
 import type * as torch from '../torch/index.js';
+import { UserError } from '../util/errors.js';
 
 export const SCORER_NAMES = ['pickscore', 'hpsv2', 'hpsv2.1', 'clip', 'aesthetics'] as const;
 export type ScorerName = (typeof SCORER_NAMES)[number];
@@ -32,4 +33,9 @@ export interface ScorerOptions {
   /** Images per forward pass (default 16). */
   batchSize?: number;
   cacheDir?: string;
+}
+
+export function checkScorerName(name: string): ScorerName {
+  if (!(SCORER_NAMES as readonly string[]).includes(name)) throw new UserError(`unknown scorer '${name}' (scorers: ${SCORER_NAMES.join(', ')})`);
+  return name as ScorerName;
 }

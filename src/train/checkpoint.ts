@@ -36,7 +36,11 @@ export interface RunSignature {
   lr_scheduler: string;
   lr_warmup_steps: number;
   optimizer: string;
-  dataset: { source: string; split: string; rows_read: number; kept: number; max_train_samples: number | null; dreamlike_pairs_only: boolean };
+  dataset: {
+    source: string; split: string; rows_read: number; kept: number; max_train_samples: number | null; dreamlike_pairs_only: boolean;
+    /** AI-feedback labels file (absent in checkpoints written before: the human labels). */
+    choice_labels?: string | null;
+  };
 }
 
 /** A generator's state: the default generator of `device`, base64 of get_state(). */
@@ -252,7 +256,10 @@ export function signatureChanges(saved: RunSignature, now: RunSignature): string
     return { ...rest, ...Object.fromEntries(Object.entries(dataset).map(([k, v]) => [`dataset ${k}`, v])) };
   };
   // checkpoints written before --loss_type trained Diffusion-DPO's sigmoid objective
-  const a = flat({ ...saved, loss_type: saved.loss_type ?? 'sigmoid', lora: saved.lora ?? null, noising: saved.noising ?? { kind: 'forward' } });
+  const a = flat({
+    ...saved, loss_type: saved.loss_type ?? 'sigmoid', lora: saved.lora ?? null, noising: saved.noising ?? { kind: 'forward' },
+    dataset: { ...saved.dataset, choice_labels: saved.dataset.choice_labels ?? null },
+  });
   const b = flat(now);
   for (const k of Object.keys(b)) if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(`${k}: ${JSON.stringify(a[k])} -> ${JSON.stringify(b[k])}`);
   return out;

@@ -3,6 +3,7 @@
 // clips, mixed precision, refiner/turbo timesteps, the device) made here, before any work. The
 // recipe reads only this; nothing downstream restates a default. `notes` lists the decisions a
 // user should see at start (what was forced, guessed or changed, and why).
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import * as torch from '../torch/index.js';
 import { ArgsError, type ParsedTrainArgs } from './args.js';
@@ -12,6 +13,7 @@ import { processLayout, type ProcessLayout } from './data_parallel.js';
 import type { PairLossType } from './objectives.js';
 import type { NoisingConfig } from './step.js';
 import { applyPreset, type PresetName } from './presets.js';
+import { checkScorerName, type ScorerName } from '../scoring/types.js';
 
 export interface AdamWConfig {
   kind: 'adamw';
@@ -65,6 +67,8 @@ export interface TrainConfig {
     maxBadFraction: number;
     /** A latent cache folder to train from instead of the images and the frozen encoders. */
     latentCache: string | null;
+    /** AI feedback: labels from a reward model instead of the dataset's (choice_labels.ts). */
+    choice: { labels: string | null; scorer: ScorerName | null; model: string | null; processor: string | null };
   };
   objective: {
     method: 'dpo' | 'sft';
@@ -181,6 +185,28 @@ function resolveNoising(a: ParsedTrainArgs, method: 'dpo' | 'sft', lossType: Pai
   return { kind: 'ddim_inversion', steps: a.inversion_steps, eta: a.inversion_eta, model };
 }
 
+/** --choice_model / --choice_labels: which labels a run trains on. */
+function resolveChoice(a: ParsedTrainArgs, method: 'dpo' | 'sft', worldSize: number): TrainConfig['data']['choice'] {
+  for (const f of ['choice_model_path', 'choice_processor'] as const) if (a.given.has(f) && !a.choice_model) throw new ArgsError(`--${f} applies to --choice_model`);
+  if (!a.choice_model && a.choice_labels === null) return { labels: null, scorer: null, model: null, processor: null };
+  if (a.latent_cache) throw new ArgsError('AI-feedback labels (--choice_model, --choice_labels) cannot train from --latent_cache yet: the cache records the human labels');
+  if (method === 'sft') throw new ArgsError('--choice_model and --choice_labels relabel preference pairs; SFT trains on single images');
+  if (!a.choice_model) {
+    if (!existsSync(a.choice_labels!)) throw new ArgsError(`--choice_labels ${a.choice_labels}: no such file (diffusion-dpo relabel writes one; or add --choice_model NAME to score the pairs into it)`);
+    return { labels: a.choice_labels, scorer: null, model: null, processor: null };
+  }
+  let scorer: ScorerName;
+  try {
+    scorer = checkScorerName(a.choice_model);
+  } catch (e) {
+    throw new ArgsError(`--choice_model: ${(e as Error).message}`);
+  }
+  const labels = a.choice_labels ?? join(a.output_dir, `choice_labels.${scorer}.jsonl`);
+  // scoring runs in one process; several would each score the whole dataset
+  if (worldSize > 1 && !existsSync(labels)) throw new ArgsError(`--choice_model scores the pairs in one process: run diffusion-dpo relabel --scorer ${scorer} --output ${labels} first, then train with --choice_labels ${labels}`);
+  return { labels, scorer, model: a.choice_model_path, processor: a.choice_processor };
+}
+
 /** The LoRA settings of the flags, or null (whole-UNet training). */
 function resolveLora(a: ParsedTrainArgs): LoraConfig | null {
   const on = a.lora_rank !== null || a.lora_init !== null;
@@ -295,6 +321,8 @@ export function resolveTrainConfig(args: ParsedTrainArgs, host: ConfigEnvironmen
   if (method === 'dpo' && lossType !== 'kto' && a.given.has('image_column')) {
     throw new ArgsError('--image_column applies to SFT and KTO on single-image datasets; DPO reads the pair columns (jpg_0/jpg_1, image_0/image_1), as train.py');
   }
+  const choice = resolveChoice(a, method, worldSize);
+  if (choice.scorer) notes.push(`AI feedback: pairs labelled by ${choice.scorer}${choice.model ? ` (${choice.model})` : ''} into ${choice.labels}`);
   if (a.latent_cache && a.random_crop) {
     throw new ArgsError('--random_crop cannot train from --latent_cache: a random crop draws new offsets at every step, which no cache holds (a cache has center crops)');
   }
@@ -308,7 +336,7 @@ export function resolveTrainConfig(args: ParsedTrainArgs, host: ConfigEnvironmen
       source: (a.dataset_name ?? a.train_data_dir)!, split: a.split, imageColumn: a.image_column, captionColumn: a.caption_column,
       maxTrainSamples: a.max_train_samples, dreamlikePairsOnly: a.dreamlike_pairs_only, resolution: a.resolution ?? (a.sdxl ? 1024 : 512),
       randomCrop: a.random_crop, hflip: !a.no_hflip, proportionEmptyPrompts: a.proportion_empty_prompts, numWorkers: a.dataloader_num_workers,
-      excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction, latentCache: a.latent_cache,
+      excludeRows: a.exclude_rows, maxBadFraction: a.max_bad_fraction, latentCache: a.latent_cache, choice,
     },
     objective: {
       method, lossType, betaDpo, betaMapo: a.beta_mapo, mapoSnrValue: a.mapo_snr_value,

@@ -4,7 +4,7 @@
 // accumulation and the optimizer step; checkpoints (checkpoint.ts) hold everything the state
 // holds that a resumed run needs to continue bit-identically.
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import * as torch from '../torch/index.js';
 import { PreferenceDataset, readRowIds } from '../data/dataset.js';
 import { PairLoader } from '../data/loader.js';
@@ -31,6 +31,9 @@ import { createDiffusionStep, type DiffusionModels, type DiffusionStep } from '.
 import { ResourceMonitor, type ResourceSummary } from './telemetry.js';
 import { NonFiniteLossError, runUpdate } from './update.js';
 import { needsReference } from './objectives.js';
+import { missingChoiceLabels, readChoiceLabels, type ChoiceLabels } from '../data/choice_labels.js';
+import { loadScorer } from '../scoring/load.js';
+import { relabelDataset } from '../scoring/relabel.js';
 import { describeSpike, LossSpikeDetector } from './loss_spikes.js';
 import { UserError } from '../util/errors.js';
 
@@ -204,23 +207,59 @@ function makeAdapters(lora: LoraConfig, unet: UNet2DConditionModel, device: torc
   return adapters.train().requiresGrad_(true);
 }
 
-/** The run's dataset with its filters (the rows a run, or a latent cache for it, takes). */
-export async function openPreferenceData(config: Pick<TrainConfig, 'data' | 'model' | 'objective'>, seed: number): Promise<{ dataset: PreferenceDataset; sourcePath: string }> {
+/**
+ * The run's dataset with its filters (the rows a run, or a latent cache for it, takes), under
+ * AI-feedback labels when the run asks for them: scored first with --choice_model (into the
+ * sidecar, resumably), then checked to cover every row the run keeps under the human labels.
+ */
+export async function openPreferenceData(config: Pick<TrainConfig, 'data' | 'model' | 'objective' | 'device'>, seed: number, events?: TrainEvents): Promise<{ dataset: PreferenceDataset; sourcePath: string }> {
   const d = config.data;
   const sourcePath = await resolveDataset(d.source, { split: d.split, cacheDir: config.model.cacheDir ?? undefined });
-  const dataset = await PreferenceDataset.open(sourcePath, {
+  const options = {
     split: d.split, dreamlikePairsOnly: d.dreamlikePairsOnly, maxTrainSamples: d.maxTrainSamples ?? undefined, seed,
-    method: config.objective.lossType === 'kto' && config.objective.method === 'dpo' ? 'kto' : config.objective.method, columns: { caption: d.captionColumn, image: d.imageColumn },
+    method: config.objective.lossType === 'kto' && config.objective.method === 'dpo' ? 'kto' as const : config.objective.method, columns: { caption: d.captionColumn, image: d.imageColumn },
     excludeRows: d.excludeRows ? readRowIds(d.excludeRows) : undefined,
-  });
+  };
+  const human = await PreferenceDataset.open(sourcePath, options);
+  const choice = d.choice.labels ? await choiceLabels(config, human, events) : null;
+  const dataset = choice ? await PreferenceDataset.open(sourcePath, { ...options, choiceLabels: choice }) : human;
   return { dataset, sourcePath };
+}
+
+/** The run's AI-feedback labels: made (or completed) first when a scorer is named, then read and checked. */
+async function choiceLabels(config: Pick<TrainConfig, 'data' | 'device'>, human: PreferenceDataset, events?: TrainEvents): Promise<ChoiceLabels> {
+  const c = config.data.choice;
+  const file = c.labels!;
+  // a complete sidecar (a resumed run, or relabel run before) needs no scorer
+  const complete = existsSync(file) && missingChoiceLabels(readChoiceLabels(file), human.indices).length === 0;
+  if (c.scorer && !complete) {
+    const scorer = await loadScorer(c.scorer, { model: c.model ?? undefined, processor: c.processor ?? undefined, device: config.device, cacheDir: undefined });
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      events?.info(`AI feedback: scoring the pairs with ${scorer.description} into ${file}`);
+      const r = await relabelDataset({ dataset: human, scorer, file, datasetName: config.data.source, split: config.data.split, batchSize: 8 });
+      events?.info(`AI feedback: ${r.scored} pairs scored now${r.resumed ? `, ${r.resumed} before` : ''}${r.errors ? `, ${r.errors} could not be` : ''}; ` +
+        `the scorer flips ${r.flipped} of the human choices and ties ${r.ties}`);
+    } finally {
+      scorer.dispose();
+    }
+  }
+  const choice = readChoiceLabels(file);
+  if (c.scorer && !choice.header.scorer.startsWith(`${c.scorer}:`)) throw new UserError(`--choice_labels ${file} holds labels of ${choice.header.scorer}, not of --choice_model ${c.scorer}`);
+  const missing = missingChoiceLabels(choice, human.indices);
+  if (missing.length) {
+    throw new UserError(`--choice_labels ${file}: ${missing.length} of the run's ${human.length} pairs have no label (e.g. row ${missing[0]}): ` +
+      `the relabelling is incomplete or was made for other rows; run diffusion-dpo relabel again with --output ${file} to finish it`);
+  }
+  events?.info(`AI feedback: labels of ${choice.header.scorer} from ${file}${choice.errors.size ? ` (${choice.errors.size} pairs could not be scored: left out)` : ''}`);
+  return choice;
 }
 
 async function loadData(
   config: TrainConfig, paths: ModelPaths, models: DiffusionModels, seed: number, badRows: BadRowLog, resuming: boolean, events: TrainEvents,
 ): Promise<{ dataset: PreferenceDataset; loader: PairLoader; sourcePath: string; cache: LatentCache | null }> {
   const d = config.data;
-  const { dataset, sourcePath } = await openPreferenceData(config, seed);
+  const { dataset, sourcePath } = await openPreferenceData(config, seed, events);
   const st = dataset.stats;
   events.info(`data: ${st.source}; ${st.rowsRead} rows read, eliminated ${st.tiesRemoved}/${st.rowsRead} split decisions, ` +
     `${st.excluded ? `${st.excluded} excluded (--exclude_rows), ` : ''}${st.badRows.length ? `${st.badRows.length} unusable, ` : ''}${st.kept} kept`);
@@ -352,6 +391,7 @@ async function buildState(config: TrainConfig, paths: ModelPaths, dp: DataParall
     dataset: {
       source: sourcePath, split: config.data.split, rows_read: dataset.stats.rowsRead, kept: dataset.stats.kept,
       max_train_samples: config.data.maxTrainSamples, dreamlike_pairs_only: config.data.dreamlikePairsOnly,
+      choice_labels: config.data.choice.labels,
     },
   };
   const step = createDiffusionStep(models, {
