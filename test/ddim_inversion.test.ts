@@ -2,19 +2,16 @@
 // reconstruction of x₀ by inverting then sampling back on the tiny SD UNet (error stated and
 // shrinking with the step count), and `train --noising ddim_inversion` end to end.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { loadUNet } from '../src/models/index.js';
 import { loadNoiseScheduleConfig, NoiseSchedule } from '../src/schedulers/noise_schedule.js';
 import { ddimDenoise, ddimInvert } from '../src/schedulers/ddim_inversion.js';
 import { parseTrainArgs } from '../src/train/args.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
 import { fixturesDir } from './helpers/fixtures.js';
-import { metricsRows, runTrain } from './helpers/train_cli.js';
+import { metricsRows, runTrain, tinyTrainingSetup } from './helpers/train_cli.js';
 
 const schedule = new NoiseSchedule(loadNoiseScheduleConfig(join(fixturesDir, 'tiny-sd', 'scheduler')));
 after(() => schedule.dispose());
@@ -74,17 +71,7 @@ describe('the inversion', () => {
 });
 
 describe('train --noising ddim_inversion', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'dpo-inversion-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const model = join(dir, 'model');
-  let data = '';
-  before(async () => {
-    writeTinyPipeline(model, 2);
-    data = await writeWarmPreferenceSet(join(dir, 'data'), 8, 16, 3);
-  });
-  const flags = (out: string, extra: string[]) => ['--pretrained_model_name_or_path', model, '--dataset_name', data, '--output_dir', out,
-    '--resolution', '16', '--train_batch_size', '2', '--max_train_steps', '2', '--learning_rate', '1e-3', '--lr_scheduler', 'constant',
-    '--lr_warmup_steps', '0', '--mixed_precision', 'no', '--seed', '2', '--noising', 'ddim_inversion', '--inversion_steps', '3', ...extra];
+  const { dir, flags } = tinyTrainingSetup('dpo-inversion-', ['--train_batch_size', '2', '--max_train_steps', '2', '--learning_rate', '1e-3', '--noising', 'ddim_inversion', '--inversion_steps', '3']);
 
   for (const extra of [[], ['--inversion_model', 'trained', '--inversion_eta', '0.1'], ['--lora_rank', '4'], ['--loss_type', 'mapo', '--inversion_model', 'trained']]) {
     test(`trains ${extra.join(' ') || 'with the reference inverting'}`, async () => {

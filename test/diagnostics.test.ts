@@ -2,15 +2,13 @@
 // per-update values a run logs (gradient norm before clipping, implicit accuracy by timestep
 // quarter) end to end on the tiny pipeline.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { describeSpike, LossSpikeDetector } from '../src/train/loss_spikes.js';
 import { parseTrainArgs } from '../src/train/args.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
-import { metricsRows, runTrain } from './helpers/train_cli.js';
+import { metricsRows, runTrain, tinyTrainingSetup } from './helpers/train_cli.js';
 
 describe('loss spikes', () => {
   test('a loss many σ above the trailing window is reported with its step and rows; nothing before the warm-up; NaN is not judged', () => {
@@ -42,17 +40,7 @@ describe('the β / learning-rate collapse warning', () => {
 });
 
 describe('per-update diagnostics in a run', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'dpo-diagnostics-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const model = join(dir, 'model');
-  let data = '';
-  before(async () => {
-    writeTinyPipeline(model, 2);
-    data = await writeWarmPreferenceSet(join(dir, 'data'), 8, 16, 3);
-  });
-  const flags = (out: string, extra: string[]) => ['--pretrained_model_name_or_path', model, '--dataset_name', data, '--output_dir', out,
-    '--resolution', '16', '--train_batch_size', '4', '--gradient_accumulation_steps', '2', '--max_train_steps', '2', '--learning_rate', '1e-4',
-    '--lr_scheduler', 'constant', '--lr_warmup_steps', '0', '--mixed_precision', 'no', '--seed', '2', ...extra];
+  const { dir, flags } = tinyTrainingSetup('dpo-diagnostics-', ['--train_batch_size', '4', '--gradient_accumulation_steps', '2', '--max_train_steps', '2', '--learning_rate', '1e-4']);
 
   test('the gradient norm before clipping, implicit accuracy by timestep quarter, and the report\'s tables', async () => {
     const out = join(dir, 'dpo');

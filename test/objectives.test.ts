@@ -3,16 +3,14 @@
 // without a reference UNet; the objective is part of the run's signature, and the flags that only
 // apply to one objective are refused with another.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { needsReference, pairLoss, PAIR_LOSS_TYPES } from '../src/train/objectives.js';
 import { parseTrainArgs } from '../src/train/args.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
-import { metricsRows, runTrain } from './helpers/train_cli.js';
+import { metricsRows, runTrain, tinyTrainingSetup } from './helpers/train_cli.js';
 
 /** Predictions whose per-sample MSE against a zero target is `mses` (first half preferred), in float64 so the worked values hold to 1e-9. */
 function predWithMse(mses: number[], requiresGrad = false): torch.Tensor {
@@ -92,17 +90,9 @@ describe('gradients', () => {
 });
 
 describe('training with each objective', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'dpo-objectives-'));
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const model = join(dir, 'model');
-  let data = '';
-  before(async () => {
-    writeTinyPipeline(model, 2);
-    data = await writeWarmPreferenceSet(join(dir, 'data'), 8, 16, 3);
-  });
-  const flags = (out: string, extra: string[]) => ['--pretrained_model_name_or_path', model, '--dataset_name', data, '--output_dir', out,
-    '--resolution', '16', '--train_batch_size', '2', '--max_train_steps', '3', '--learning_rate', '1e-3', '--lr_scheduler', 'constant',
-    '--lr_warmup_steps', '0', '--checkpointing_steps', '3', '--mixed_precision', 'no', '--seed', '2', ...extra];
+  const setup = tinyTrainingSetup('dpo-objectives-', ['--train_batch_size', '2', '--max_train_steps', '3', '--learning_rate', '1e-3', '--checkpointing_steps', '3']);
+  const { dir, flags } = setup;
+  const data = setup.data;
 
   for (const type of ['hinge', 'ipo', 'mapo', 'kto'] as const) {
     test(`--loss_type ${type}: trains, logs, and saves`, async () => {
@@ -126,24 +116,24 @@ describe('training with each objective', () => {
 
   test('--loss_type kto on unpaired like/dislike rows {caption, image, label}: one image per sample, SFT on the same rows keeps the liked ones', async () => {
     // the pairs' images as single rows: the preferred one liked, the other disliked (in words, as users write them)
-    const unpaired = join(dirname(data), 'unpaired.jsonl');
-    const rows = readFileSync(data, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { caption: string; image_0: string; image_1: string; label_0: number });
+    const unpaired = join(dirname(data()), 'unpaired.jsonl');
+    const rows = readFileSync(data(), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { caption: string; image_0: string; image_1: string; label_0: number });
     writeFileSync(unpaired, rows.flatMap((r) => {
       const [w, l] = r.label_0 === 1 ? [r.image_0, r.image_1] : [r.image_1, r.image_0];
       return [{ caption: r.caption, image: w, label: 'like' }, { caption: r.caption, image: l, label: 0 }];
     }).map((o) => JSON.stringify(o)).join('\n') + '\n');
     const out = join(dir, 'kto-unpaired');
-    const r = await runTrain(flags(out, ['--loss_type', 'kto']).map((a) => (a === data ? unpaired : a)));
+    const r = await runTrain(flags(out, ['--loss_type', 'kto']).map((a) => (a === data() ? unpaired : a)));
     assert.equal(r.code, 0, r.err);
     assert.match(r.err, /16 labelled single images/);
     assert.match(r.err, /plan: 3 updates of 2 x 1 x 1 = 2 images/);
     assert.ok(metricsRows(out).every((x) => Number.isFinite(x.train_loss) && x.implicit_acc_accumulated! >= 0));
     assert.ok(Math.abs(metricsRows(out)[0]!.train_loss! - 0.5) < 1e-6, 'at the start model = reference: 1 − σ(0)');
-    const sft = await runTrain(flags(join(dir, 'sft-unpaired'), ['--sft', '--max_train_steps', '1']).map((a) => (a === data ? unpaired : a)));
+    const sft = await runTrain(flags(join(dir, 'sft-unpaired'), ['--sft', '--max_train_steps', '1']).map((a) => (a === data() ? unpaired : a)));
     assert.equal(sft.code, 0, sft.err);
     assert.match(sft.err, /8 kept/, 'SFT keeps the 8 liked images');
     // DPO cannot use single images
-    const dpo = await runTrain(flags(join(dir, 'dpo-unpaired'), []).map((a) => (a === data ? unpaired : a)));
+    const dpo = await runTrain(flags(join(dir, 'dpo-unpaired'), []).map((a) => (a === data() ? unpaired : a)));
     assert.equal(dpo.code, 1);
     assert.match(dpo.err, /DPO needs pairs .*--loss_type kto on single images with a per-image label column/);
   });

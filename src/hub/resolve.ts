@@ -71,19 +71,7 @@ export interface ResolveOptions {
 }
 
 export async function resolveModel(nameOrPath: string, o: ResolveOptions = {}): Promise<string> {
-  if (existsSync(nameOrPath)) return nameOrPath;
-  if (looksLikePath(nameOrPath)) throw new HubError(`${nameOrPath}: no such file or folder`);
-  checkRepoId(nameOrPath);
-  const cached = cachedSnapshot(nameOrPath, { revision: o.revision, cacheDir: o.cacheDir });
-  if (cached && isCompleteSnapshot(cached)) return cached;
-  if (isOffline()) {
-    throw new HubError(`${nameOrPath}${o.revision ? `@${o.revision}` : ''} is not (completely) in the Hugging Face cache ` +
-      `${repoCacheDir(nameOrPath, 'model', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
-  }
-  return snapshotDownload(nameOrPath, {
-    revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress ?? stderrProgress(),
-    select: (files) => selectDiffusersFiles(files, o.variant),
-  });
+  return resolveRepoFiles(nameOrPath, (files) => selectDiffusersFiles(files, o.variant), isCompleteSnapshot, o);
 }
 
 /**
@@ -113,11 +101,11 @@ export async function resolveDataset(nameOrPath: string, o: ResolveOptions & { s
 }
 
 /**
- * A Hub repo's files that `wanted` selects, in a local folder (the cache's snapshot, downloaded
- * when missing): for models that are not diffusers pipelines (reward models, their processors).
- * A local folder is returned as it is. `complete` says whether a cached snapshot holds what is needed.
+ * A Hub model repo in a local folder (the cache's snapshot, downloaded when missing, only the files
+ * `select` picks from the repo's list): a local folder or file is returned as it is. `complete`
+ * says whether a cached snapshot already holds what is needed.
  */
-export async function resolveRepoFiles(nameOrPath: string, wanted: (file: string) => boolean, complete: (folder: string) => boolean, o: ResolveOptions = {}): Promise<string> {
+export async function resolveRepoFiles(nameOrPath: string, select: (files: string[]) => string[], complete: (folder: string) => boolean, o: ResolveOptions = {}): Promise<string> {
   if (existsSync(nameOrPath)) return nameOrPath;
   if (looksLikePath(nameOrPath)) throw new HubError(`${nameOrPath}: no such file or folder`);
   checkRepoId(nameOrPath);
@@ -128,6 +116,6 @@ export async function resolveRepoFiles(nameOrPath: string, wanted: (file: string
       `${repoCacheDir(nameOrPath, 'model', o.cacheDir ?? hubCacheDir())} and HF_HUB_OFFLINE is set`);
   }
   return snapshotDownload(nameOrPath, {
-    revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress ?? stderrProgress(), select: (files) => files.filter(wanted),
+    revision: o.revision, cacheDir: o.cacheDir, endpoint: o.endpoint, token: o.token, onProgress: o.onProgress ?? stderrProgress(), select,
   });
 }

@@ -42,7 +42,7 @@ const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
 async function processorFolder(modelFolder: string | null, o: ScorerOptions, fallback: string, need: (d: string) => boolean): Promise<string> {
   if (modelFolder && need(modelFolder)) return modelFolder;
   const source = o.processor ?? fallback;
-  const folder = await resolveRepoFiles(source, (f) => TOKENIZER_FILES.test(f) || f === 'preprocessor_config.json', need, { cacheDir: o.cacheDir });
+  const folder = await resolveRepoFiles(source, (files) => files.filter((f) => TOKENIZER_FILES.test(f) || f === 'preprocessor_config.json'), need, { cacheDir: o.cacheDir });
   if (!need(folder)) throw new UserError(`${source}: no tokenizer (vocab.json + merges.txt, or tokenizer.json)${need === hasTokenizer ? '' : ' or preprocessor_config.json'} here`);
   return folder;
 }
@@ -58,7 +58,7 @@ export async function loadScorer(name: ScorerName, o: ScorerOptions = {}): Promi
   const weights = /\.(safetensors|bin)$/;
 
   if (name === 'pickscore' || name === 'aesthetics') {
-    const folder = await resolveRepoFiles(source, (f) => f === 'config.json' || TOKENIZER_FILES.test(f) || f === 'preprocessor_config.json' || /^(model|pytorch_model)(\.safetensors|\.bin)(\.index\.json)?$/.test(f) || /^model-\d+-of-\d+\.safetensors$/.test(f),
+    const folder = await resolveRepoFiles(source, (files) => files.filter((f) => f === 'config.json' || TOKENIZER_FILES.test(f) || f === 'preprocessor_config.json' || /^(model|pytorch_model)(\.safetensors|\.bin)(\.index\.json)?$/.test(f) || /^model-\d+-of-\d+\.safetensors$/.test(f)),
       (d) => existsSync(join(d, 'config.json')), { cacheDir: o.cacheDir });
     if (!isDir(folder)) throw new UserError(`--model ${source}: a ${name} model is a transformers CLIPModel folder (config.json and its weights)`);
     const model = loadCLIPModel(folder, { device });
@@ -76,7 +76,7 @@ export async function loadScorer(name: ScorerName, o: ScorerOptions = {}): Promi
   // open_clip models: a checkpoint file, or a folder holding one (and maybe open_clip_config.json)
   const hpsFile = HPS_FILES[name];
   const wantedFile = (f: string) => (hpsFile ? f === hpsFile : f === 'open_clip_config.json' || /^open_clip_(pytorch_model\.bin|model\.safetensors)$/.test(f));
-  const located = existsSync(source) && !isDir(source) ? source : await resolveRepoFiles(source, wantedFile,
+  const located = existsSync(source) && !isDir(source) ? source : await resolveRepoFiles(source, (files) => files.filter(wantedFile),
     (d) => (hpsFile ? existsSync(join(d, hpsFile)) : existsSync(join(d, 'open_clip_pytorch_model.bin')) || existsSync(join(d, 'open_clip_model.safetensors'))), { cacheDir: o.cacheDir });
   let file = located;
   let config: Record<string, unknown> = VIT_H_14;

@@ -633,7 +633,7 @@ export async function finish(s: TrainState, stoppedBy: TrainResult['stoppedBy'],
   const resources = s.monitor.summary();
   events.info(`resources: ${resources.pairs_per_s.toFixed(2)} pairs/s on average, ${(100 * resources.data_wait_share).toFixed(0)}% of the time waiting for data; host peak RSS ${mb(resources.host_peak_rss_mb)}` +
     (resources.cuda_peak_allocated_mb !== undefined ? `; device peak ${mb(resources.cuda_peak_allocated_mb)} allocated, ${mb(resources.cuda_peak_reserved_mb!)} reserved` : ''));
-  s.metrics?.close(s.progress.history, resources, s.badRows.counts);
+  s.metrics?.close(s.progress.history, resources, s.badRows.counts, resultDescription(s));
   return { globalStep: s.progress.globalStep, history: s.progress.history, outputDir: s.config.output.dir, stoppedBy, resources };
 }
 

@@ -1,9 +1,12 @@
 // Running `diffusion-dpo train` in a child process, as a user would, and reading what it wrote.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import * as torch from '../../src/torch/index.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from '../../src/train/demo_assets.js';
 import { projectRoot } from './fixtures.js';
 
 export const bin = join(projectRoot, 'bin', 'diffusion-dpo.js');
@@ -47,4 +50,25 @@ export function assertSameUNet(a: string, b: string, what: string): void {
 
 export function runDemo(args: string[], cwd: string): Promise<CliRun> {
   return runCli(['demo', ...args], { cwd });
+}
+
+/**
+ * The tiny training setup most training tests share: a tiny SD pipeline and 8 warm/cold preference
+ * pairs of 16 px in a temporary folder (made before the suite's tests, removed after), and the
+ * flags of a short float32 run on them; `settings` adds or overrides flags (batch, steps, lr, ...).
+ */
+export function tinyTrainingSetup(prefix: string, settings: string[]): { dir: string; model: string; data: () => string; flags: (out: string, extra?: string[]) => string[] } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const model = join(dir, 'model');
+  let data = '';
+  before(async () => {
+    writeTinyPipeline(model, 2);
+    data = await writeWarmPreferenceSet(join(dir, 'data'), 8, 16, 3);
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return {
+    dir, model, data: () => data,
+    flags: (out, extra = []) => ['--pretrained_model_name_or_path', model, '--dataset_name', data, '--output_dir', out, '--resolution', '16',
+      '--lr_scheduler', 'constant', '--lr_warmup_steps', '0', '--mixed_precision', 'no', '--seed', '2', ...settings, ...extra],
+  };
 }
