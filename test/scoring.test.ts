@@ -127,6 +127,22 @@ describe('scorers through loadScorer', () => {
     await assert.rejects(loadScorer('aesthetics', { model: join(fixturesDir, 'tiny-clip'), processor: join(fixturesDir, 'tokenizer') }), /reads 768-wide image embeddings .*this model's are 24/);
   });
 
+  test('demo_oracle: warmth, mean (red - blue) / 255: red 1, blue -1, grey 0; it agrees with every label of the demo\'s preference data', async () => {
+    const { writeWarmPreferenceSet } = await import('../src/train/demo_assets.js');
+    const { decodeRGB } = await import('../src/data/decode.js');
+    const scorer = await loadScorer('demo_oracle');
+    const solid = (rgb: number[], channels = 3): RawImage => ({ width: 2, height: 1, channels, data: new Uint8Array([...rgb, ...(channels === 4 ? [255] : []), ...rgb, ...(channels === 4 ? [0] : [])]) });
+    assert.deepEqual(await scorer.score([{ image: solid([255, 0, 0]), prompt: '' }, { image: solid([0, 0, 255]), prompt: '' }, { image: solid([9, 9, 9], 4), prompt: '' }]), [1, -1, 0]);
+    const jsonl = await writeWarmPreferenceSet(join(dir, 'warm'), 12, 16, 7);
+    for (const line of readFileSync(jsonl, 'utf8').trim().split('\n')) {
+      const r = JSON.parse(line) as { image_0: string; image_1: string; label_0: number };
+      const [a, b] = await Promise.all([r.image_0, r.image_1].map(async (f) => decodeRGB(readFileSync(join(dir, 'warm', f)))));
+      const [sa, sb] = await scorer.score([{ image: a!, prompt: '' }, { image: b!, prompt: '' }]);
+      assert.equal(sa! > sb! ? 1 : 0, r.label_0);
+    }
+    await assert.rejects(loadScorer('demo_oracle', { model: 'x' }), /takes no model/);
+  });
+
   test('a folder without weights, a file of the wrong kind, and no tokenizer are refused by name', async () => {
     await assert.rejects(loadScorer('hpsv2', { model: join(fixturesDir, 'tokenizer') }), /no HPS_v2_compressed\.pt here/);
     await assert.rejects(loadScorer('clip', { model: join(fixturesDir, 'tiny-clip', 'config.json') }), /expected an open_clip checkpoint/);

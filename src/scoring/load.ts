@@ -5,6 +5,7 @@
 //   hpsv2.1     xswu/HPSv2 HPS_v2.1_compressed.pt
 //   clip        laion/CLIP-ViT-H-14-laion2B-s32B-b79K (open_clip_config.json + its open_clip weights)
 //   aesthetics  openai/clip-vit-large-patch14, and the LAION head that ships in assets/aesthetics
+//   demo_oracle the demo's preference rule on pixels (demo_oracle.ts): no model
 // The tokenizer and the image-processor config are read from the model's folder when they are
 // there, else from `processor`.
 import { existsSync, readFileSync, statSync } from 'node:fs';
@@ -14,6 +15,7 @@ import { loadCLIPModel, loadOpenClipModel } from '../models/index.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 import { UserError } from '../util/errors.js';
 import { AestheticsHead, bundledAestheticsHead } from './aesthetics_head.js';
+import { DemoOracleScorer } from './demo_oracle.js';
 import { clipImageProcessorConfig, openClipPreprocess } from './preprocess.js';
 import { AestheticsScorer, OpenClipScorer, PickScoreScorer } from './scorers.js';
 import type { Scorer, ScorerName, ScorerOptions } from './types.js';
@@ -27,7 +29,7 @@ const VIT_H_14 = {
   text_cfg: { context_length: 77, vocab_size: 49408, width: 1024, heads: 16, layers: 24 },
 };
 
-const DEFAULT_MODELS: Record<ScorerName, string> = {
+const DEFAULT_MODELS: Record<Exclude<ScorerName, 'demo_oracle'>, string> = {
   pickscore: 'yuvalkirstain/PickScore_v1', hpsv2: 'xswu/HPSv2', 'hpsv2.1': 'xswu/HPSv2', clip: LAION_H14, aesthetics: 'openai/clip-vit-large-patch14',
 };
 const HPS_FILES: Partial<Record<ScorerName, string>> = { hpsv2: 'HPS_v2_compressed.pt', 'hpsv2.1': 'HPS_v2.1_compressed.pt' };
@@ -52,6 +54,10 @@ function description(name: ScorerName, model: string, processor: string | null):
 }
 
 export async function loadScorer(name: ScorerName, o: ScorerOptions = {}): Promise<Scorer> {
+  if (name === 'demo_oracle') {
+    if (o.model || o.processor) throw new UserError('the demo_oracle scorer is a rule on pixels: it takes no model or processor');
+    return new DemoOracleScorer();
+  }
   const device = o.device ?? 'cpu';
   const batchSize = o.batchSize ?? 16;
   const source = o.model ?? DEFAULT_MODELS[name];

@@ -5,7 +5,7 @@ import type { RawImage } from '../data/pil_resize.js';
 import type * as torch from '../torch/index.js';
 import { UserError } from '../util/errors.js';
 
-export const SCORER_NAMES = ['pickscore', 'hpsv2', 'hpsv2.1', 'clip', 'aesthetics'] as const;
+export const SCORER_NAMES = ['pickscore', 'hpsv2', 'hpsv2.1', 'clip', 'aesthetics', 'demo_oracle'] as const;
 export type ScorerName = (typeof SCORER_NAMES)[number];
 
 export interface ScoreInput {
