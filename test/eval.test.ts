@@ -161,7 +161,7 @@ describe('eval', () => {
     const base = ['--pretrained_model_name_or_path', model, '--prompt', 'x', '--device', 'cpu', '--output_dir', none];
     const cases: [string[], RegExp][] = [
       [[], /--scorers is required/],
-      [['--scorers', 'pickscore,imagereward'], /--scorers: unknown scorer 'imagereward' \(scorers: pickscore, hpsv2, hpsv2\.1, clip, aesthetics\)/],
+      [['--scorers', 'pickscore,imagereward'], /--scorers: unknown scorer 'imagereward' \(scorers: pickscore, hpsv2, hpsv2\.1, clip, aesthetics, demo_oracle\)/],
       [['--scorers', 'clip,clip'], /--scorers names clip twice/],
       [['--scorers', 'clip', '--scorer_model', 'pickscore=x'], /--scorer_model pickscore: not one of --scorers \(clip\)/],
       [['--scorers', 'clip', '--scorer_model', 'clip'], /--scorer_model 'clip': expected NAME=PATH/],

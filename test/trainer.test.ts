@@ -108,7 +108,7 @@ describe('training runs', () => {
     for (const t of ['implicit_acc_accumulated', 'lr', 'model_mse_unaccumulated', 'ref_mse_unaccumulated', 'train_loss']) assert.ok(tags.includes(t), `train.py's ${t}`);
     for (const t of ['pairs_per_s', 'host_rss_mb', 'host_peak_rss_mb']) assert.ok(tags.includes(t), `resource log ${t}`);
     assert.ok(rows.every((r) => r.pairs_per_s! > 0 && r.host_peak_rss_mb! >= r.host_rss_mb! - 1));
-    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /<svg[^>]+aria-label="train_loss"/);
+    assert.match(readFileSync(join(out, 'report.html'), 'utf8'), /<svg[^>]+aria-label="Loss \(train_loss\)"/);
     torch.tidy(() => {
       const before = loadPipeline(model);
       const afterRun = loadPipeline(out);
