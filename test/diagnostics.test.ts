@@ -22,6 +22,7 @@ describe('loss spikes', () => {
     assert.deepEqual([spike.step, spike.rows], [14, [7, 42]]);
     assert.ok(Math.abs(spike.mean - 0.69) < 0.002);
     assert.match(describeSpike(spike), /loss spike at step 14: 0\.9000, [\d.]+ σ above .* dataset rows: 7, 42/);
+    assert.match(describeSpike(spike, 2), /dataset rows on rank 0 \(of 2 processes\): 7, 42/);
     // the window (10 updates) holds the spike: a loss as high again soon after is within 6 σ of it
     assert.equal(d.observe(15, 0.9, [1]), null);
   });

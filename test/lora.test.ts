@@ -224,6 +224,34 @@ describe('LoRA files', () => {
     assert.equal(format, 'kohya');
   });
 
+  test('an attention layer whose projections have other ranks is written at one rank (zero-padded: diffusers 0.20 loads a processor at one rank) and reads back to the same function', () => {
+    const unet = tinyUNet();
+    const r = reference();
+    try {
+      const attn = 'down_blocks.0.attentions.0.transformer_blocks.0.attn1';
+      const set = new LoraAdapters();
+      const layer = (p: string) => [...unet.namedModules()].find(([q]) => q === p)![1] as torch.nn.Linear;
+      set.add(`${attn}.to_q`, layer(`${attn}.to_q`), { rank: 2, alpha: 2, dropout: 0 });
+      set.add(`${attn}.to_v`, layer(`${attn}.to_v`), { rank: 6, alpha: 3, dropout: 0 });
+      randomize(set, 9);
+      const expected = run(unet, r);
+      const sd = diffusersLoraStateDict(unet, set);
+      const ranks = ['to_q', 'to_k', 'to_v', 'to_out'].map((p) => sd.get(`unet.${attn}.processor.${p}_lora.down.weight`)!.shape[0]);
+      assert.deepEqual(ranks, [6, 6, 6, 6]);
+      const path = join(dir, 'mixed.safetensors');
+      torch.saveSafetensors(path, sd);
+      set.remove();
+      const file = readLoraFile(path, { unet });
+      const sets = attachLora(file);
+      disposeLoraFile(file);
+      assert.ok(maxDiff(run(unet, r), expected) < 1e-5);
+      for (const s of sets.values()) s.remove();
+    } finally {
+      unet.dispose();
+      for (const t of r.values()) t.dispose();
+    }
+  });
+
   test('bad files are refused naming the key: unknown keys, missing layers, misfit shapes, LoHa, absent components', () => {
     const unet = tinyUNet();
     const write = (name: string, tensors: Record<string, torch.Tensor>) => {

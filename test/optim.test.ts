@@ -160,6 +160,17 @@ describe('clipGradNorm_', () => {
     a.grad = null;
     b.grad = null;
   })));
+
+  test('an infinite max norm measures without touching the gradients: an overflowed one does not make the others NaN', () => noLeak(() => tidy(() => {
+    const a = torch.zeros([2]).requiresGrad_();
+    const b = torch.zeros([1]).requiresGrad_();
+    a.grad = torch.tensor([Number.POSITIVE_INFINITY, 1]);
+    b.grad = torch.tensor([2]);
+    assert.equal(optim.clipGradNorm_([a, b], Number.POSITIVE_INFINITY).item(), Number.POSITIVE_INFINITY);
+    assert.deepEqual([...a.grad.toArray(), ...b.grad.toArray()], [Number.POSITIVE_INFINITY, 1, 2]);
+    a.grad = null;
+    b.grad = null;
+  })));
 });
 
 describe('LR schedules', () => {

@@ -51,6 +51,13 @@ describe('presets', () => {
     assert.match(c.notes.join('\n'), /differs from the recipe in: AdamW in float32/);
   });
 
+  test('a preset\'s β wins over an objective\'s own default (KTO\'s 1000), as the printout says', () => {
+    const c = resolve(['--preset', 'sd15-lora', '--loss_type', 'kto']);
+    assert.equal(c.objective.betaDpo, 2500);
+    assert.doesNotMatch(c.notes.join('\n'), /Diffusion-KTO's default/);
+    assert.equal(resolve(['--loss_type', 'kto']).objective.betaDpo, 1000);
+  });
+
   test('on a CPU the recipe\'s fp16 becomes float32 as the default does (said), not an error', () => {
     const c = resolve(['--preset', 'sd15-mapo'], { env: {}, cudaDevices: 0 });
     assert.equal(c.precision.mixed, 'no');

@@ -254,38 +254,52 @@ export function mergeLora(f: LoraFile, scale = 1): void {
 
 /**
  * The UNet adapters as diffusers 0.20 lays them out (see the head of this file): every attention
- * layer's four projections as a processor (zero where untrained), the other layers as
- * `<layer>.lora.{down,up}.weight`, the α/rank scale folded into up, float32.
+ * layer's four projections as a processor at one rank (zero where untrained, zero-padded where a
+ * projection's rank is smaller), the other layers as `<layer>.lora.{down,up}.weight`, the α/rank
+ * scale folded into up, float32.
  */
 export function diffusersLoraStateDict(unet: torch.nn.Module, adapters: torch.nn.LoraAdapters): Map<string, torch.Tensor> {
   const out = new Map<string, torch.Tensor>();
   const trained = new Map(adapters.entries());
-  const rank = trained.values().next().value?.settings.rank ?? 4;
+  const defaultRank = trained.values().next().value?.settings.rank ?? 4;
   const emit = (prefix: string, down: torch.Tensor, up: torch.Tensor) => {
     out.set(`${prefix}.down.weight`, down);
     out.set(`${prefix}.up.weight`, up);
   };
-  const weights = (layer: torch.nn.AdaptableLayer, path: string): [torch.Tensor, torch.Tensor] => {
+  /**
+   * An adapter's weights at `rank` (α/r folded into up): a smaller one is zero-padded (extra rows of
+   * down, columns of up: the same function), an absent one is all zeros (filler).
+   */
+  const weights = (layer: torch.nn.AdaptableLayer, path: string, rank: number): [torch.Tensor, torch.Tensor] => {
     const a = trained.get(path);
+    trained.delete(path);
     if (!a) {
       const [o, i] = layer.weight.shape as [number, number];
       return [torch.zeros([rank, i], { device: 'cpu' }), torch.zeros([o, rank], { device: 'cpu' })];
     }
-    trained.delete(path);
-    const down = a.down.weight.detach().to({ dtype: 'float32', device: 'cpu', copy: true });
-    const up = a.up.weight.detach().to({ dtype: 'float32', device: 'cpu' }).mul(a.scale);
+    let down = a.down.weight.detach().to({ dtype: 'float32', device: 'cpu', copy: true });
+    let up = a.up.weight.detach().to({ dtype: 'float32', device: 'cpu' }).mul(a.scale);
+    const r = a.settings.rank;
+    if (r < rank) {
+      down = torch.cat([down, torch.zeros([rank - r, ...down.shape.slice(1)], { device: 'cpu' })], 0);
+      up = torch.cat([up, torch.zeros([up.shape[0]!, rank - r, ...up.shape.slice(2)], { device: 'cpu' })], 1);
+    }
     return [down, up];
   };
   for (const [path, m] of unet.namedModules()) {
     // an attention layer: the module holding to_q, to_k, to_v and to_out.0
     const children = new Map(m.namedChildren());
     if (!path || !['to_q', 'to_k', 'to_v', 'to_out'].every((c) => children.has(c))) continue;
+    // diffusers 0.20 builds one processor per layer at to_k's rank and loads all four into it:
+    // the layer's projections are written at its largest trained rank
+    const ranks = Object.values(PROCESSOR_PROJECTIONS).map((n) => trained.get(`${path}.${n}`)?.settings.rank).filter((r): r is number => r !== undefined);
+    const rank = ranks.length ? Math.max(...ranks) : defaultRank;
     for (const [proj, layerName] of Object.entries(PROCESSOR_PROJECTIONS)) {
       const layer = [...m.namedModules()].find(([p]) => p === layerName)?.[1];
       if (!(layer instanceof Linear)) throw new Error(`${path}.${layerName} is not a Linear layer`);
-      emit(`unet.${path}.processor.${proj}_lora`, ...weights(layer, `${path}.${layerName}`));
+      emit(`unet.${path}.processor.${proj}_lora`, ...weights(layer, `${path}.${layerName}`, rank));
     }
   }
-  for (const [path, a] of trained) emit(`unet.${path}.lora`, ...weights(a.layer, path));
+  for (const [path, a] of [...trained]) emit(`unet.${path}.lora`, ...weights(a.layer, path, a.settings.rank));
   return out;
 }

@@ -243,9 +243,11 @@ export function resolveTrainConfig(args: ParsedTrainArgs, host: ConfigEnvironmen
   const worldSize = layout.worldSize;
   // a preset fills in what the user did not give, for this many processes, before anything reads the flags
   let a = args;
+  let presetSet: ReadonlySet<string> = new Set();
   if (args.preset) {
     const applied = applyPreset(args, args.preset as PresetName, worldSize);
     a = applied.args;
+    presetSet = applied.set;
     notes.push(...applied.lines);
   }
   for (const f of ['ddp_bucket_mb', 'ddp_timeout'] as const) if (worldSize === 1 && a.given.has(f)) notes.push(`--${f} has no effect in a single-process run`);
@@ -299,7 +301,8 @@ export function resolveTrainConfig(args: ParsedTrainArgs, host: ConfigEnvironmen
     if (a.given.has(f) && lossType !== owner) throw new ArgsError(`--${f} applies to --loss_type ${owner} (this run's objective is ${method === 'sft' ? 'sft' : lossType})`);
   }
   // Diffusion-KTO's β (its --beta_dpo) defaults to 1000, not train.py's 5000
-  const betaDpo = lossType === 'kto' && !a.given.has('beta_dpo') ? 1000 : a.beta_dpo;
+  const betaChosen = a.given.has('beta_dpo') || presetSet.has('beta_dpo');
+  const betaDpo = lossType === 'kto' && !betaChosen ? 1000 : a.beta_dpo;
   if (lossType === 'kto') {
     if (a.latent_cache) throw new ArgsError('--loss_type kto cannot train from --latent_cache yet (its images are drawn on their own, and labelled single images have no cache layout)');
     if (a.sample_seeds) throw new ArgsError('--loss_type kto with --sample_seeds is not supported (its per-sample draws are laid out for pairs sharing noise)');
@@ -308,7 +311,7 @@ export function resolveTrainConfig(args: ParsedTrainArgs, host: ConfigEnvironmen
   if (a.given.has('beta_dpo') && (method === 'sft' || lossType === 'mapo')) notes.push(`--beta_dpo has no part in ${method === 'sft' ? 'SFT' : 'MaPO (its weight is --beta_mapo)'}`);
   if (method === 'dpo' && lossType !== 'sigmoid') {
     const detail = lossType === 'mapo' ? `beta_mapo ${a.beta_mapo}, snr value ${a.mapo_snr_value}; no reference UNet`
-      : lossType === 'kto' ? `beta ${betaDpo}${a.given.has('beta_dpo') ? '' : ' (Diffusion-KTO\'s default)'}, lambda_d ${a.kto_lambda_desirable}, lambda_u ${a.kto_lambda_undesirable}` : `beta ${a.beta_dpo}`;
+      : lossType === 'kto' ? `beta ${betaDpo}${betaChosen ? '' : ' (Diffusion-KTO\'s default)'}, lambda_d ${a.kto_lambda_desirable}, lambda_u ${a.kto_lambda_undesirable}` : `beta ${a.beta_dpo}`;
     notes.push(`objective: ${lossType} (${detail})`);
   }
   const perPairLr = learningRate / (a.train_batch_size * a.gradient_accumulation_steps * worldSize);

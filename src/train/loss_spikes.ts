@@ -32,8 +32,9 @@ export class LossSpikeDetector {
   }
 }
 
-export function describeSpike(s: LossSpike): string {
+/** The warning for a spike; `ranks` > 1: the rows named are rank 0's share of the update. */
+export function describeSpike(s: LossSpike, ranks = 1): string {
   const rows = s.rows.slice(0, 16).join(', ') + (s.rows.length > 16 ? `, ... (${s.rows.length} rows)` : '');
   return `WARNING: loss spike at step ${s.step}: ${s.loss.toFixed(4)}, ${((s.loss - s.mean) / s.std).toFixed(1)} σ above the last updates' mean ` +
-    `${s.mean.toFixed(4)} (σ ${s.std.toExponential(2)}); the update's dataset rows: ${rows} ('diffusion-dpo data SOURCE --dump' shows rows; 'train --exclude_rows' leaves them out)`;
+    `${s.mean.toFixed(4)} (σ ${s.std.toExponential(2)}); the update's dataset rows${ranks > 1 ? ` on rank 0 (of ${ranks} processes)` : ''}: ${rows} ('diffusion-dpo data SOURCE --dump' shows rows; 'train --exclude_rows' leaves them out)`;
 }

@@ -73,10 +73,11 @@ const show = (v: FlagValue) => (v === true ? '' : ` ${String(v)}`);
  * left as the user's: a preset's value is a default, not a choice the checks hold the user to),
  * and the lines that say what it set.
  */
-export function applyPreset(args: ParsedTrainArgs, name: PresetName, worldSize: number): { args: ParsedTrainArgs; lines: string[] } {
+export function applyPreset(args: ParsedTrainArgs, name: PresetName, worldSize: number): { args: ParsedTrainArgs; lines: string[]; set: ReadonlySet<string> } {
   const p: Preset = PRESETS[name];
   const out = { ...args } as Record<string, unknown>;
   const set: string[] = [];
+  const setFlags = new Set<string>();
   const kept: string[] = [];
   const fill = (flag: FlagName, value: FlagValue) => {
     if (args.given.has(flag)) {
@@ -84,6 +85,7 @@ export function applyPreset(args: ParsedTrainArgs, name: PresetName, worldSize: 
       return;
     }
     out[flag] = value;
+    setFlags.add(flag);
     set.push(`--${flag}${show(value)}`);
   };
   for (const [flag, value] of Object.entries(p.values)) fill(flag as FlagName, value);
@@ -97,5 +99,5 @@ export function applyPreset(args: ParsedTrainArgs, name: PresetName, worldSize: 
       (effective === p.effectiveBatch ? ' (the recipe\'s)' : ` (the recipe's is ${p.effectiveBatch})`),
   ];
   if (p.differences) lines.push(`preset ${name}: differs from the recipe in: ${p.differences}`);
-  return { args: Object.assign(out, { given: args.given }) as ParsedTrainArgs, lines };
+  return { args: Object.assign(out, { given: args.given }) as ParsedTrainArgs, lines, set: setFlags };
 }

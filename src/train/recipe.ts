@@ -568,7 +568,7 @@ export async function fit(s: TrainState, events: TrainEvents, signal?: AbortSign
       const spike = s.spikes.observe(step, u.train_loss, rows);
       if (spike) {
         row.loss_spike = 1;
-        if (s.config.batch.rank === 0) events.info(describeSpike(spike));
+        if (s.config.batch.rank === 0) events.info(describeSpike(spike, s.config.batch.worldSize));
       }
       s.progress.history.push(row);
       s.metrics?.log(step, row);

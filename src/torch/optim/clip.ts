@@ -25,6 +25,8 @@ export function clipGradNorm_(params: Tensor[], maxNorm: number, o: { normType?:
     if (o.errorIfNonfinite && !Number.isFinite(total.item())) {
       throw new Error(`the total norm of order ${normType} for gradients is non-finite, so it cannot be clipped`);
     }
+    // an infinite max norm only measures: no multiply (0 x inf would turn an overflowed norm into NaN gradients)
+    if (!Number.isFinite(maxNorm)) return total;
     const coef = total.add(1e-6).reciprocal().mul(maxNorm).clampMax(1.0);
     for (const ids of groups) {
       const device = grads[ids[0]!]!.device;
