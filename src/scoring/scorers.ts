@@ -52,11 +52,8 @@ function distinctPrompts(batch: readonly ScoreInput[]): { prompts: string[]; ind
 
 /** transformers' tokenizer call with padding=True, truncation=True, max_length=77: ids and attention mask, padded to the longest. */
 export function tokenizeLongest(tokenizer: CLIPTokenizer, prompts: string[], device: torch.Device): { ids: torch.Tensor; mask: torch.Tensor } {
-  const encoded = prompts.map((p) => tokenizer.encode(p, { maxLength: tokenizer.modelMaxLength, padding: false, truncation: true }).inputIds);
-  const longest = Math.max(...encoded.map((e) => e.length));
-  const ids = encoded.map((e) => [...e, ...new Array<number>(longest - e.length).fill(tokenizer.padTokenId)]);
-  const mask = encoded.map((e) => [...new Array<number>(e.length).fill(1), ...new Array<number>(longest - e.length).fill(0)]);
-  return { ids: torch.tensor(ids, { dtype: 'int64', device }), mask: torch.tensor(mask, { dtype: 'int64', device }) };
+  const batch = tokenizer.encodeBatch(prompts, { padding: 'longest' });
+  return { ids: torch.tensor(batch.map((e) => e.inputIds), { dtype: 'int64', device }), mask: torch.tensor(batch.map((e) => e.attentionMask), { dtype: 'int64', device }) };
 }
 
 const NAMED_ENTITIES: Record<string, string> = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", nbsp: '\u00a0' };

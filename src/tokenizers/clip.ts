@@ -199,9 +199,19 @@ export class CLIPTokenizer {
     return { inputIds: ids, attentionMask };
   }
 
-  /** A batch padded to maxLength (what SD pipelines and train.py feed the text encoder). */
-  encodeBatch(texts: string[], o: { maxLength?: number } = {}): Encoding[] {
-    return texts.map((t) => this.encode(t, { maxLength: o.maxLength, padding: 'max_length', truncation: true }));
+  /**
+   * A batch, truncated to maxLength and padded to it (what SD pipelines and train.py feed the text
+   * encoder), or with padding 'longest' to the batch's longest (tok(texts, padding=True), as the
+   * reward models' processors call it; the attention mask marks the padding).
+   */
+  encodeBatch(texts: string[], o: { maxLength?: number; padding?: 'max_length' | 'longest' } = {}): Encoding[] {
+    if ((o.padding ?? 'max_length') === 'max_length') return texts.map((t) => this.encode(t, { maxLength: o.maxLength, padding: 'max_length', truncation: true }));
+    const encoded = texts.map((t) => this.encode(t, { maxLength: o.maxLength, padding: false, truncation: true }));
+    const longest = Math.max(...encoded.map((e) => e.inputIds.length));
+    return encoded.map((e) => {
+      const pad = longest - e.inputIds.length;
+      return { inputIds: [...e.inputIds, ...new Array<number>(pad).fill(this.padTokenId)], attentionMask: [...e.attentionMask, ...new Array<number>(pad).fill(0)] };
+    });
   }
 
   decode(ids: number[], o: { skipSpecialTokens?: boolean } = {}): string {

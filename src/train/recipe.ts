@@ -231,8 +231,8 @@ async function choiceLabels(config: Pick<TrainConfig, 'data' | 'device'>, human:
   const c = config.data.choice;
   const file = c.labels!;
   // a complete sidecar (a resumed run, or relabel run before) needs no scorer
-  const complete = existsSync(file) && missingChoiceLabels(readChoiceLabels(file), human.indices).length === 0;
-  if (c.scorer && !complete) {
+  let choice = existsSync(file) ? readChoiceLabels(file) : null;
+  if (c.scorer && (!choice || missingChoiceLabels(choice, human.indices).length > 0)) {
     const scorer = await loadScorer(c.scorer, { model: c.model ?? undefined, processor: c.processor ?? undefined, device: config.device, cacheDir: undefined });
     try {
       mkdirSync(dirname(file), { recursive: true });
@@ -243,8 +243,9 @@ async function choiceLabels(config: Pick<TrainConfig, 'data' | 'device'>, human:
     } finally {
       scorer.dispose();
     }
+    choice = readChoiceLabels(file);
   }
-  const choice = readChoiceLabels(file);
+  if (!choice) choice = readChoiceLabels(file);
   if (c.scorer && !choice.header.scorer.startsWith(`${c.scorer}:`)) throw new UserError(`--choice_labels ${file} holds labels of ${choice.header.scorer}, not of --choice_model ${c.scorer}`);
   const missing = missingChoiceLabels(choice, human.indices);
   if (missing.length) {

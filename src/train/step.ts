@@ -201,20 +201,14 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
   const device = m.unet.parameters()[0]!.device;
   const noising = cfg.noising ?? { kind: 'forward' };
   /**
-   * DDIM inversion (src/schedulers/ddim_inversion.ts) under no-grad with the inverting model: the
-   * reference (a separate UNet, moved in once for all its calls, or this UNet with its adapters
-   * off) or the trained UNet (InPO's train.py inverts with the model being trained).
+   * Runs fn with the reference model under no-grad and without autocast: the frozen UNet (on the
+   * device its placement gives it, once for all of fn's calls), or, with LoRA, this UNet with its
+   * adapters off (its base weights are in the weight dtype, as a separate reference's would be).
    */
-  const invert = (x0: torch.Tensor, t: torch.Tensor, predictorFor: (unet: UNet2DConditionModel, dev: torch.Device) => EpsilonPredictor) => {
-    if (noising.kind !== 'ddim_inversion') throw new Error('not a DDIM-inversion step');
-    const run = (unet: UNet2DConditionModel, dev: torch.Device, autocast: boolean) => torch.noGrad(() => ddimInvert((x, tt) => {
-      const predict = () => predictorFor(unet, dev)(x, tt);
-      return autocast && cfg.autocast ? torch.autocast(cfg.autocast, predict).float() : predict();
-    }, x0, t, m.noise.alphasCumprodOn(device), { steps: noising.steps, eta: noising.eta }));
-    if (noising.model === 'trained') return run(m.unet, device, true);
-    if (m.refUnet) return placement.run(m.refUnet, (dev) => run(m.refUnet!, dev, false));
-    if (m.adapters) return m.adapters.disabled(() => run(m.unet, device, false));
-    throw new Error('DDIM inversion by the reference model needs one');
+  const withReference = <T>(fn: (unet: UNet2DConditionModel, dev: torch.Device) => T): T => {
+    if (m.refUnet) return placement.run(m.refUnet, (dev) => torch.noGrad(() => fn(m.refUnet!, dev)));
+    if (m.adapters) return m.adapters.disabled(() => torch.noGrad(() => fn(m.unet, device)));
+    throw new Error('no reference model: neither a reference UNet nor LoRA adapters to switch off');
   };
 
   // preferred and dispreferred on the batch axis
@@ -264,12 +258,22 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
     const addTimeIds = twice(c.addTimeIds);
     const addedCond: AddedCond | undefined = pooledPromptEmbeds && addTimeIds ? { textEmbeds: pooledPromptEmbeds, timeIds: addTimeIds } : undefined;
 
-    // 4. forward diffusion, or DDIM inversion of the latents (the noise is then the one it implies)
+    /** `unet`'s prediction on `dev` for this batch's conditioning (inputs moved there, in the weight dtype), back on the device. */
+    const predictOn = (unet: UNet2DConditionModel, dev: torch.Device): EpsilonPredictor => (x, t) => unet.forward(
+      x.to({ dtype: cfg.weightDtype, device: dev }), t.to({ device: dev }), encoderHiddenStates.to({ device: dev }),
+      { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } },
+    ).sample.to({ device });
+
+    // 4. forward diffusion, or DDIM inversion of the latents (the noise is then the one it implies),
+    // by the reference or by the trained UNet (InPO's train.py inverts with the model being trained)
     let noisyLatents: torch.Tensor;
     if (noising.kind === 'ddim_inversion') {
-      const inv = invert(latents, timesteps, (unet, dev) => (x, t) => unet.forward(x.to({ dtype: cfg.weightDtype, device: dev }), t.to({ device: dev }),
-        encoderHiddenStates.to({ device: dev }),
-        { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } }).sample.to({ device }));
+      const alphas = m.noise.alphasCumprodOn(device);
+      const o = { steps: noising.steps, eta: noising.eta };
+      const trained = predictOn(m.unet, device);
+      const inv = noising.model === 'trained'
+        ? torch.noGrad(() => ddimInvert((x, t) => (cfg.autocast ? torch.autocast(cfg.autocast, () => trained(x, t)).float() : trained(x, t)), latents, timesteps, alphas, o))
+        : withReference((unet, dev) => ddimInvert(predictOn(unet, dev), latents, timesteps, alphas, o));
       noisyLatents = inv.noisy.to({ dtype: latents.dtype });
       noise = inv.noise.to({ dtype: latents.dtype });
     } else {
@@ -282,19 +286,7 @@ export function createDiffusionStep(m: DiffusionModels, cfg: StepConfig): Diffus
     const modelPred = cfg.autocast ? torch.autocast(cfg.autocast, predict).float() : predict();
     const inner = { latents, noise, timesteps, noisyLatents, encoderHiddenStates, pooledPromptEmbeds, addTimeIds, modelPred };
     if (cfg.method === 'sft') return { ...inner, loss: sftLoss(modelPred, target), dpo: null, preference: null, marginTimesteps: null, refPred: null };
-    const ref = m.refUnet;
-    const adapters = m.adapters;
-    let refPred: torch.Tensor | null = null;
-    if (ref) {
-      refPred = placement.run(ref, (dev) => torch.noGrad(() => ref.forward(
-        noisyLatents.to({ device: dev }), timesteps.to({ device: dev }), encoderHiddenStates.to({ device: dev }),
-        { addedCond: addedCond && { textEmbeds: addedCond.textEmbeds.to({ device: dev }), timeIds: addedCond.timeIds.to({ device: dev }) } },
-      ).sample)).to({ device });
-    } else if (adapters && needsReference(lossType)) {
-      // the base model: the same UNet, adapters off, no autocast (the base weights are in the weight
-      // dtype, as a separate reference UNet's would be)
-      refPred = adapters.disabled(() => torch.noGrad(() => m.unet.forward(noisyLatents, timesteps, encoderHiddenStates, { addedCond }).sample));
-    }
+    const refPred = needsReference(lossType) ? withReference((unet, dev) => predictOn(unet, dev)(noisyLatents, timesteps)) : null;
     const labels = !kto ? undefined : pairs
       ? torch.cat([torch.ones([rows / 2], { device }), torch.zeros([rows / 2], { device })])
       : torch.tensor([...batch.labels!], { dtype: 'float32', device });
