@@ -1,6 +1,7 @@
 // nn.Module bookkeeping (names, order, state dicts, dtype moves) and the layers' outputs against
 // their definitions (PyTorch docs formulas, computed here with plain tensor ops).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { assertClose, noLeak } from './helpers/assert.js';
@@ -147,3 +148,15 @@ describe('layers', () => {
 function order(k: string): number {
   return ['scale', 'proj.weight', 'proj.bias', 'norm.weight', 'norm.bias', 'layers.0.weight', 'layers.0.bias', 'layers.1.weight'].indexOf(k);
 }
+
+test('a batch-1 convolution logs nothing (NNPACK is off: libtorch printed "Could not initialize NNPACK!" on every call on CPUs it does not support)', () => {
+  const script = `import('./dist/src/torch/index.js').then((torch) => {
+    const w = torch.randn([16, 16, 3, 3]);
+    for (let i = 0; i < 3; i++) torch.F.conv2d(torch.randn([1, 16, 32, 32]), w, null, 1, 1);
+    console.log('ok');
+  });`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', cwd: new URL('../..', import.meta.url).pathname });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'ok');
+  assert.equal(r.stderr, '');
+});
