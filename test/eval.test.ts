@@ -16,7 +16,7 @@ import { saveComponent } from '../src/models/loading.js';
 import type { EvalReport } from '../src/eval/report.js';
 import { mean, winRate } from '../src/eval/stats.js';
 import { readPngText } from '../src/pipelines/png.js';
-import { writeTinyPipeline } from '../src/train/demo_assets.js';
+import { writeTinyPipeline } from './helpers/tiny_pipeline.js';
 import { chromiumSkip, loadPage, nonWhitePixels, screenshot } from './helpers/chromium.js';
 import { fixturesDir, projectRoot } from './helpers/fixtures.js';
 
@@ -96,7 +96,10 @@ describe('eval', () => {
       const expected = winRate(scoresOf(label), scoresOf('base'));
       assert.deepEqual([w.rate, w.wins, w.ties, w.losses, w.pairs], [expected.rate, expected.wins, expected.ties, expected.losses, 4]);
       assert.ok(w.low <= w.rate && w.rate <= w.high && w.low >= 0 && w.high <= 1, JSON.stringify(w));
+      // the headline names: win_rate, ci_low, ci_high per scorer and trained model
+      assert.deepEqual(report.win_rates.pickscore![label], { win_rate: w.rate, ci_low: w.low, ci_high: w.high });
     }
+    assert.deepEqual(Object.keys(report.win_rates.pickscore!), ['dpo', 'lora1']);
 
     // the images: 16 px, seeds 3 and 4, each model's own, their settings and weights in text chunks
     const first = report.prompts[0]!.images;

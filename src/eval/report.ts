@@ -92,6 +92,8 @@ export interface EvalReport {
   images: string;
   /** results[scorer][model] */
   results: Record<string, Record<string, ModelResult>>;
+  /** The headline: win_rates[scorer][trained model], each trained model's win rate and interval. */
+  win_rates: Record<string, Record<string, { win_rate: number; ci_low: number; ci_high: number }>>;
   prompts: PromptRow[];
 }
 
@@ -171,6 +173,8 @@ export function buildEvalReport(input: EvalInput): EvalReport {
     models: models.map((m) => ({ ...m })),
     images: input.images,
     results,
+    win_rates: Object.fromEntries(Object.entries(results).map(([scorer, byModel]) => [scorer, Object.fromEntries(Object.entries(byModel)
+      .filter(([, r]) => r.win_rate).map(([label, r]) => [label, { win_rate: r.win_rate!.rate, ci_low: r.win_rate!.low, ci_high: r.win_rate!.high }]))])),
     prompts: rows,
   };
 }

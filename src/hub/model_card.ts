@@ -187,7 +187,8 @@ function trainingTable(d: ModelCardDescription): string {
 
 function evalSection(d: ModelCardDescription): string {
   if (!d.evalJson) return '';
-  const rows = flattenNumbers(d.evalJson);
+  // win_rates restates results.<scorer>.<model>.win_rate under the names a reader looks for: listed once
+  const rows = flattenNumbers(d.evalJson).filter(([k]) => !k.startsWith('win_rates.'));
   const body = rows.length === 0
     ? 'eval.json holds no numeric entries.'
     : ['| metric | value |', '| --- | --- |', ...rows.map(([k, v]) => `| ${cell(k)} | ${num(v)} |`)].join('\n');

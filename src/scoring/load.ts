@@ -3,7 +3,8 @@
 //   pickscore   yuvalkirstain/PickScore_v1, processor laion/CLIP-ViT-H-14-laion2B-s32B-b79K
 //   hpsv2       xswu/HPSv2 HPS_v2_compressed.pt (open_clip ViT-H-14), tokenizer from the laion repo
 //   hpsv2.1     xswu/HPSv2 HPS_v2.1_compressed.pt
-//   clip        laion/CLIP-ViT-H-14-laion2B-s32B-b79K (open_clip_config.json + its open_clip weights)
+//   clip        laion/CLIP-ViT-H-14-laion2B-s32B-b79K (open_clip_config.json + its open_clip weights),
+//               or a local transformers CLIPModel folder (the demo's tiny CLIP is one)
 //   aesthetics  openai/clip-vit-large-patch14, and the LAION head that ships in assets/aesthetics
 //   demo_oracle the demo's preference rule on pixels (demo_oracle.ts): no model
 // The tokenizer and the image-processor config are read from the model's folder when they are
@@ -63,12 +64,14 @@ export async function loadScorer(name: ScorerName, o: ScorerOptions = {}): Promi
   const source = o.model ?? DEFAULT_MODELS[name];
   const weights = /\.(safetensors|bin)$/;
 
-  if (name === 'pickscore' || name === 'aesthetics') {
+  // clip from a transformers CLIPModel folder (config.json), as torchmetrics' CLIPScore loads one
+  const transformersClip = name === 'clip' && isDir(source) && existsSync(join(source, 'config.json'));
+  if (name === 'pickscore' || name === 'aesthetics' || transformersClip) {
     const folder = await resolveRepoFiles(source, (files) => files.filter((f) => f === 'config.json' || TOKENIZER_FILES.test(f) || f === 'preprocessor_config.json' || /^(model|pytorch_model)(\.safetensors|\.bin)(\.index\.json)?$/.test(f) || /^model-\d+-of-\d+\.safetensors$/.test(f)),
       (d) => existsSync(join(d, 'config.json')), { cacheDir: o.cacheDir });
     if (!isDir(folder)) throw new UserError(`--model ${source}: a ${name} model is a transformers CLIPModel folder (config.json and its weights)`);
     const model = loadCLIPModel(folder, { device });
-    const pre = await processorFolder(folder, o, name === 'pickscore' ? LAION_H14 : DEFAULT_MODELS.aesthetics, hasProcessor);
+    const pre = await processorFolder(folder, o, name === 'aesthetics' ? DEFAULT_MODELS.aesthetics : LAION_H14, hasProcessor);
     const preprocess = clipImageProcessorConfig(JSON.parse(readFileSync(join(pre, 'preprocessor_config.json'), 'utf8')) as Record<string, unknown>);
     const common = { name, device, batchSize, preprocess };
     if (name === 'aesthetics') {
@@ -76,7 +79,8 @@ export async function loadScorer(name: ScorerName, o: ScorerOptions = {}): Promi
       return new AestheticsScorer({ ...common, description: description(name, source, pre === folder ? null : pre) + `; head ${basename(bundledAestheticsHead())}` }, model, AestheticsHead.load(undefined, { device }));
     }
     const tok = await processorFolder(folder, o, LAION_H14, hasTokenizer);
-    return new PickScoreScorer({ ...common, description: description(name, source, tok === folder ? null : tok) }, model, CLIPTokenizer.fromFolder(tok));
+    return new PickScoreScorer({ ...common, description: description(name, source, tok === folder ? null : tok) + (transformersClip ? ' (transformers CLIPModel; cosine)' : '') },
+      model, CLIPTokenizer.fromFolder(tok), { scaled: !transformersClip });
   }
 
   // open_clip models: a checkpoint file, or a folder holding one (and maybe open_clip_config.json)

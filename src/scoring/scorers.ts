@@ -81,8 +81,12 @@ export function tokenizeOpenClip(tokenizer: CLIPTokenizer, prompts: string[], co
   return torch.tensor(rows, { dtype: 'int64', device });
 }
 
+/**
+ * A transformers CLIPModel's prompt-image score: PickScore's logit_scale.exp() * cosine, or with
+ * `scaled: false` the plain cosine (CLIPScore, as the open_clip `clip` scorer gives it).
+ */
 export class PickScoreScorer implements Scorer {
-  constructor(readonly c: Common, readonly model: CLIPModel, readonly tokenizer: CLIPTokenizer) {}
+  constructor(readonly c: Common, readonly model: CLIPModel, readonly tokenizer: CLIPTokenizer, readonly o: { scaled?: boolean } = {}) {}
   get name(): ScorerName { return this.c.name; }
   get description(): string { return this.c.description; }
 
@@ -102,7 +106,8 @@ export class PickScoreScorer implements Scorer {
     return inBatches(inputs, this.c.batchSize, (batch) => {
       const { image, text, index } = this.embed(batch);
       const perImageText = text.indexSelect(0, torch.tensor(index, { dtype: 'int64', device: this.c.device }));
-      return image.mul(perImageText).sum(-1).mul(this.model.logit_scale.float().exp());
+      const cosine = image.mul(perImageText).sum(-1);
+      return this.o.scaled === false ? cosine : cosine.mul(this.model.logit_scale.float().exp());
     });
   }
 
