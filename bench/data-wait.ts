@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism, cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeTinyPipeline } from '../src/train/demo_assets.js';
+import { writeTinyPipeline } from '../test/helpers/tiny_pipeline.js';
 import { writeShard, type FakeRow } from '../test/helpers/pickapic.js';
 import { photo } from './photos.js';
 

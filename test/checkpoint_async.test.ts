@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { trainedUNet } from '../src/train/trained_weights.js';
 import { loadUNet, type UNet2DConditionModel } from '../src/models/index.js';
-import { writeTinyPipeline } from '../src/train/demo_assets.js';
+import { writeTinyPipeline } from './helpers/tiny_pipeline.js';
 import { checkpointDirs, saveCheckpoint, snapshotCheckpoint, writeCheckpoint, type TrainerState } from '../src/train/checkpoint.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'dpo-ckpt-async-'));

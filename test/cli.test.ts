@@ -69,7 +69,7 @@ describe('diffusion-dpo', () => {
   });
 
   test('OS errors name the path and the error code', async () => {
-    const { writeTinyPipeline, writeWarmPreferenceSet } = await import('../src/train/demo_assets.js');
+    const { writeTinyPipeline, writeWarmPreferenceSet } = await import('./helpers/tiny_pipeline.js');
     writeTinyPipeline(join(dir, 'tiny'), 0);
     const data = await writeWarmPreferenceSet(join(dir, 'tiny-data'), 4, 16, 0);
     // /sys refuses new folders even to root (EPERM); a read-only mount would say EROFS the same way

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { freePort } from '../src/cli/launch.js';
 import { processLayout } from '../src/train/data_parallel.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './helpers/tiny_pipeline.js';
 import { projectRoot } from './helpers/fixtures.js';
 import { assertSameUNet, bin, metricsRows, runCli, runTrain } from './helpers/train_cli.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import * as models from '../src/models/index.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './helpers/tiny_pipeline.js';
 import { batchToDevice } from '../src/train/batch_inputs.js';
 import { normalizePixels } from '../src/data/transforms.js';
 import { assertClose } from './helpers/assert.js';

@@ -8,7 +8,7 @@ import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './helpers/tiny_pipeline.js';
 import { fixturesDir } from './helpers/fixtures.js';
 import { assertSameUNet, bin, metricsRows, runCli, runTrain } from './helpers/train_cli.js';
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { diffusersLoraStateDict, loadUNet, LORA_WEIGHTS_NAME, readLoraFile, disposeLoraFile, attachLora, mergeLora, type UNet2DConditionModel } from '../src/models/index.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './helpers/tiny_pipeline.js';
 import { fixturesDir, testFixtures } from './helpers/fixtures.js';
 import { metricsRows, runCli, runTrain } from './helpers/train_cli.js';
 import { fixtureAdapters } from './fixtures/lora/make_lora_file.js';

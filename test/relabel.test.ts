@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { PreferenceDataset } from '../src/data/dataset.js';
 import { PairLoader } from '../src/data/loader.js';
 import { readChoiceLabels } from '../src/data/choice_labels.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './helpers/tiny_pipeline.js';
 import { fixturesDir } from './helpers/fixtures.js';
 import { metricsRows, runCli, runTrain } from './helpers/train_cli.js';
 

@@ -10,7 +10,7 @@ import { parse as parseCsv } from 'csv-parse/sync';
 import { decodeForScoring } from '../src/data/decode.js';
 import { loadScorer } from '../src/scoring/load.js';
 import { softmaxByPrompt } from '../src/cli/score.js';
-import { writeTinyPipeline } from '../src/train/demo_assets.js';
+import { writeTinyPipeline } from './helpers/tiny_pipeline.js';
 import { fixturesDir } from './helpers/fixtures.js';
 import { runCli } from './helpers/train_cli.js';
 

@@ -128,7 +128,7 @@ describe('scorers through loadScorer', () => {
   });
 
   test('demo_oracle: warmth, mean (red - blue) / 255: red 1, blue -1, grey 0; it agrees with every label of the demo\'s preference data', async () => {
-    const { writeWarmPreferenceSet } = await import('../src/train/demo_assets.js');
+    const { writeWarmPreferenceSet } = await import('./helpers/tiny_pipeline.js');
     const { decodeRGB } = await import('../src/data/decode.js');
     const scorer = await loadScorer('demo_oracle');
     const solid = (rgb: number[], channels = 3): RawImage => ({ width: 2, height: 1, channels, data: new Uint8Array([...rgb, ...(channels === 4 ? [255] : []), ...rgb, ...(channels === 4 ? [0] : [])]) });

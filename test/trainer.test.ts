@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
 import { parseTrainArgs } from '../src/train/args.js';
 import { resolveTrainConfig } from '../src/train/config.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './helpers/tiny_pipeline.js';
 import { readEvents, EventWriter } from '../src/train/tensorboard.js';
 import { loadPipeline, disposePipeline } from '../src/models/index.js';
 import { bin, runTrain } from './helpers/train_cli.js';

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as torch from '../src/torch/index.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './helpers/tiny_pipeline.js';
 import { runCli, runTrain } from './helpers/train_cli.js';
 
 const TOKEN = 'hf_test_token';

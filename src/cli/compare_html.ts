@@ -2,6 +2,7 @@
 // inlined as data URIs so the file can be mailed or attached as it is. A small script records how
 // many images decoded (body[data-images-loaded]) so a headless browser can check the page.
 import { readFileSync } from 'node:fs';
+import { escapeHtml as escape } from '../util/html.js';
 
 export interface CompareColumn {
   label: string;
@@ -10,7 +11,6 @@ export interface CompareColumn {
   files: string[];
 }
 
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 export function compareHtml(title: string, rows: { prompt: string; seed: number }[], columns: CompareColumn[], settings: Record<string, string>): string {
   const head = columns.map((c) => `<th>${escape(c.label)}${c.source ? `<br><small>${escape(c.source)}</small>` : ''}</th>`).join('');

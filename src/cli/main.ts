@@ -2,7 +2,8 @@
 import { cacheCommand } from './cache.js';
 import { dataCommand } from './data.js';
 import { doctorCommand } from './doctor.js';
-import { demoCommand, trainCommand } from './train.js';
+import { demoCommand } from './demo.js';
+import { trainCommand } from './train.js';
 import { inspectCommand } from './inspect.js';
 import { sampleCommand } from './sample.js';
 import { compareCommand } from './compare.js';

@@ -6,8 +6,8 @@
 // scores. The script also records how many images decoded (body[data-images-loaded]) and reports
 // one that fails on the console, so a headless browser can check the page.
 import type { EvalReport, ModelResult } from './report.js';
+import { escapeHtml as escape } from '../util/html.js';
 
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 /** Scores: 4 decimals (PickScore ~21, HPS ~0.27, aesthetics ~5.5 and CLIP ~0.3 all read well). */
 const num = (x: number) => x.toFixed(4);
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;

@@ -1,5 +1,5 @@
 // The demo's preference as a scorer: warmth, the mean over the image of (red − blue) / 255, in
-// [−1, 1]. The demo's preference data prefers the warmer image of each pair (demo_assets.ts), so
+// [−1, 1]. The demo's preference data prefers the warmer image of each pair (src/demo/preference_data.ts), so
 // this is the rule its labels follow, and `eval --scorers demo_oracle` measures whether training
 // moved the model towards it. It reads pixels only (not the prompt) and loads no model.
 import type { RawImage } from '../data/pil_resize.js';

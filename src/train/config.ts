@@ -317,7 +317,7 @@ export function resolveTrainConfig(args: ParsedTrainArgs, host: ConfigEnvironmen
   const perPairLr = learningRate / (a.train_batch_size * a.gradient_accumulation_steps * worldSize);
   if (method === 'dpo' && lossType === 'sigmoid' && !lora && a.beta_dpo >= COLLAPSE.minBeta && perPairLr >= COLLAPSE.perPairLr) {
     notes.push(`WARNING: β ${a.beta_dpo} with a learning rate of ${perPairLr.toExponential(1)} per pair of the effective batch is in the range reported to collapse ` +
-      `Diffusion-DPO (from ${COLLAPSE.perPairLr.toExponential(0)} per pair at the paper's β; the paper trains at 1e-8 per pair: --learning_rate 1e-8 --scale_lr). ${COLLAPSE.source}`);
+      `full-size (SD 1.5) Diffusion-DPO (from ${COLLAPSE.perPairLr.toExponential(0)} per pair at the paper's β; the paper trains at 1e-8 per pair: --learning_rate 1e-8 --scale_lr). ${COLLAPSE.source}`);
   }
   const noising = resolveNoising(a, method, lossType);
   if (noising.kind === 'ddim_inversion') notes.push(`noising: DDIM inversion of x0 in ${noising.steps} steps by the ${noising.model === 'reference' ? 'reference' : 'trained'} UNet, eta ${noising.eta} (InPO)`);

@@ -2,7 +2,9 @@
 // (faint) and smoothed (TensorBoard's debiased exponential moving average), on real axes with
 // ticks at round numbers, with the 0.5 chance line on implicit accuracy, and a sentence on what
 // the metric means and what a healthy run looks like. The run's settings, the resources, the
-// unusable rows and the loss spikes follow. A self-contained page: no scripts, no network.
+// unusable rows and the loss spikes follow; an evaluation after training adds its section at the
+// end (report_eval.ts). A self-contained page: no scripts, no network.
+import { escapeHtml as esc } from '../util/html.js';
 import type { ResourceSummary } from './telemetry.js';
 
 interface MetricSpec {
@@ -32,7 +34,6 @@ const METRICS: MetricSpec[] = [
     explain: 'Pairs trained per second over every process; dips usually mean the data loader or a checkpoint save kept the device waiting (data_wait_share in the logs).' },
 ];
 
-const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 
 /** Ticks at round numbers (1, 2 or 5 × 10^k apart) covering [lo, hi]. */
 export function niceTicks(lo: number, hi: number, target = 5): number[] {
@@ -102,6 +103,9 @@ function table(title: string, o: Record<string, unknown>): string {
   return `<h2>${esc(title)}</h2><table>${Object.entries(o).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(cell(v))}</td></tr>`).join('')}</table>`;
 }
 
+/** Where an evaluation run after training puts its section (report_eval.ts). */
+export const EVALUATION_SLOT = '<!-- evaluation -->';
+
 export interface ReportInput {
   history: Record<string, number>[];
   /** The run's settings (model, data, objective, schedule, ...), as shown to the reader. */
@@ -131,6 +135,7 @@ ${r.settings ? table('Settings', r.settings) : ''}
 ${table('Last update', last)}${byTimestep}
 <h2>Loss spikes</h2><p>${spikes.length ? `at steps ${spikes.join(', ')} (the log names each one's dataset rows)` : 'none'}</p>
 ${bad}${r.resources ? table('Resources', r.resources as unknown as Record<string, unknown>) : ''}
+${EVALUATION_SLOT}
 </body></html>
 `;
 }

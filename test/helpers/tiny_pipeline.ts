@@ -1,4 +1,4 @@
-// What the newcomer's demo trains on, generated (nothing is downloaded or shipped):
+// Tiny random models and data for tests, generated (nothing is downloaded or shipped):
 //  - a tiny Stable Diffusion pipeline in diffusers layout with random weights (about 7 MB): a
 //    2-level UNet, a 2-level VAE, a 2-layer CLIP text encoder and a byte-level CLIP tokenizer;
 //  - a preference set where the preference is learnable: in every pair the warmer-coloured image
@@ -6,10 +6,10 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import * as torch from '../torch/index.js';
-import { AutoencoderKL, CLIPTextModel, UNet2DConditionModel, saveComponent, writeFileAtomic } from '../models/index.js';
-import { Rng } from '../data/rng.js';
-import { bytesToUnicode } from '../tokenizers/clip.js';
+import * as torch from '../../src/torch/index.js';
+import { AutoencoderKL, CLIPTextModel, UNet2DConditionModel, saveComponent, writeFileAtomic } from '../../src/models/index.js';
+import { Rng } from '../../src/data/rng.js';
+import { bytesToUnicode } from '../../src/tokenizers/clip.js';
 
 export function writeTinyPipeline(folder: string, seed = 0): void {
   torch.manualSeed(seed);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before } from 'node:test';
 import * as torch from '../../src/torch/index.js';
-import { writeTinyPipeline, writeWarmPreferenceSet } from '../../src/train/demo_assets.js';
+import { writeTinyPipeline, writeWarmPreferenceSet } from './tiny_pipeline.js';
 import { projectRoot } from './fixtures.js';
 
 export const bin = join(projectRoot, 'bin', 'diffusion-dpo.js');
