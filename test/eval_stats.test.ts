@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Rng } from '../src/data/rng.js';
-import { bootstrapMeanOverGroups, mean, median, outcome, quantile, winRate } from '../src/eval/stats.js';
+import { bootstrapMeanOverGroups, clopperPearson, mean, median, outcome, quantile, winRate } from '../src/eval/stats.js';
 
 describe('eval statistics', () => {
   test('mean and median', () => {
@@ -60,5 +60,19 @@ describe('eval statistics', () => {
     assert.notDeepEqual(bootstrapMeanOverGroups(groups, { resamples: 2000, seed: 4, level: 0.95 }), a);
     assert.throws(() => bootstrapMeanOverGroups([], { resamples: 10, seed: 0, level: 0.95 }), /over no groups/);
     assert.throws(() => bootstrapMeanOverGroups([[1]], { resamples: 0, seed: 0, level: 0.95 }), /resamples 0/);
+  });
+
+  test('Clopper-Pearson intervals equal scipy.stats.beta quantiles', () => {
+    // scipy 1.x: beta.ppf(0.025, k, n - k + 1), beta.ppf(0.975, k + 1, n - k)
+    const cases: [number, number, number, number][] = [
+      [96, 96, 0.9623030783764125, 1], [0, 10, 0, 0.3084971078187607], [5, 10, 0.18708602844739855, 0.8129139715526015],
+      [7, 20, 0.15390920478454118, 0.5921885345328282], [90, 96, 0.8689149641980591, 0.9767204122692275],
+    ];
+    for (const [k, n, low, high] of cases) {
+      const ci = clopperPearson(k, n);
+      assert.ok(Math.abs(ci.low - low) < 1e-9 && Math.abs(ci.high - high) < 1e-9, `${k}/${n}: ${JSON.stringify(ci)} vs ${low}, ${high}`);
+    }
+    assert.throws(() => clopperPearson(3, 2), /0 <= k <= n/);
+    assert.throws(() => clopperPearson(1.5, 4), /integers/);
   });
 });

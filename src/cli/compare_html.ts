@@ -1,8 +1,7 @@
 // The self-contained comparison page: one row per prompt and seed, one column per model, images
 // inlined as data URIs so the file can be mailed or attached as it is. A small script records how
 // many images decoded (body[data-images-loaded]) so a headless browser can check the page.
-import { readFileSync } from 'node:fs';
-import { escapeHtml as escape } from '../util/html.js';
+import { escapeHtml as escape, pngDataUri } from '../util/html.js';
 
 export interface CompareColumn {
   label: string;
@@ -15,7 +14,7 @@ export interface CompareColumn {
 export function compareHtml(title: string, rows: { prompt: string; seed: number }[], columns: CompareColumn[], settings: Record<string, string>): string {
   const head = columns.map((c) => `<th>${escape(c.label)}${c.source ? `<br><small>${escape(c.source)}</small>` : ''}</th>`).join('');
   const body = rows.map((r, i) => {
-    const cells = columns.map((c) => `<td><img alt="${escape(`${c.label}: ${r.prompt} (seed ${r.seed})`)}" src="data:image/png;base64,${readFileSync(c.files[i]!).toString('base64')}"></td>`).join('');
+    const cells = columns.map((c) => `<td><img alt="${escape(`${c.label}: ${r.prompt} (seed ${r.seed})`)}" src="${pngDataUri(c.files[i]!)}"></td>`).join('');
     return `<tr><th class="prompt">${escape(r.prompt)}<br><small>seed ${r.seed}</small></th>${cells}</tr>`;
   }).join('\n');
   const meta = Object.entries(settings).map(([k, v]) => `<code>${escape(k)}=${escape(v)}</code>`).join(' ');

@@ -6,11 +6,10 @@
 // scores. The script also records how many images decoded (body[data-images-loaded]) and reports
 // one that fails on the console, so a headless browser can check the page.
 import type { EvalReport, ModelResult } from './report.js';
-import { escapeHtml as escape } from '../util/html.js';
+import { escapeHtml as escape, percent as pct } from '../util/html.js';
 
 /** Scores: 4 decimals (PickScore ~21, HPS ~0.27, aesthetics ~5.5 and CLIP ~0.3 all read well). */
 const num = (x: number) => x.toFixed(4);
-const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 /** An image path as a URL relative to the page (each segment encoded, '/' kept). */
 const href = (path: string) => path.split(/[\\/]/).map(encodeURIComponent).join('/');
 /** Gallery rows rendered before the others load lazily. */

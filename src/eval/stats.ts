@@ -108,3 +108,43 @@ export function bootstrapMeanOverGroups(groups: readonly (readonly number[])[], 
   means.sort((a, b) => a - b);
   return { low: quantile(means, (1 - o.level) / 2), high: quantile(means, (1 + o.level) / 2) };
 }
+
+/** log C(n, k), from a table of log-factorials. */
+function logChoose(logFact: Float64Array, n: number, k: number): number {
+  return logFact[n]! - logFact[k]! - logFact[n - k]!;
+}
+
+/** P(X >= k) for X ~ Binomial(n, p). */
+function upperTail(logFact: Float64Array, n: number, k: number, p: number): number {
+  if (p <= 0) return k <= 0 ? 1 : 0;
+  if (p >= 1) return 1;
+  let s = 0;
+  for (let i = k; i <= n; i++) s += Math.exp(logChoose(logFact, n, i) + i * Math.log(p) + (n - i) * Math.log1p(-p));
+  return Math.min(1, s);
+}
+
+/**
+ * The Clopper-Pearson ("exact") interval for a binomial proportion: k successes in n independent
+ * trials, at the given coverage. It treats every trial as independent, so for images that share
+ * prompts it is the interval of the pairs, not of the prompts (bootstrapMeanOverGroups is).
+ */
+export function clopperPearson(k: number, n: number, level = 0.95): { low: number; high: number } {
+  if (!Number.isInteger(k) || !Number.isInteger(n) || n < 1 || k < 0 || k > n) throw new RangeError(`clopperPearson: need integers 0 <= k <= n, n >= 1 (got k ${k}, n ${n})`);
+  if (!(level > 0 && level < 1)) throw new RangeError(`clopperPearson: level ${level} is not in (0, 1)`);
+  const logFact = new Float64Array(n + 1);
+  for (let i = 1; i <= n; i++) logFact[i] = logFact[i - 1]! + Math.log(i);
+  const alpha = (1 - level) / 2;
+  // bisection on p for `below(p)`: true while p is still under the bound sought
+  const bisect = (below: (p: number) => boolean): number => {
+    let [lo, hi] = [0, 1];
+    for (let i = 0; i < 80; i++) {
+      const mid = (lo + hi) / 2;
+      if (below(mid)) lo = mid; else hi = mid;
+    }
+    return (lo + hi) / 2;
+  };
+  // low: P(X >= k | p) = alpha (it rises with p); high: P(X <= k | p) = alpha (it falls with p)
+  const low = k === 0 ? 0 : bisect((p) => upperTail(logFact, n, k, p) < alpha);
+  const high = k === n ? 1 : bisect((p) => 1 - upperTail(logFact, n, k + 1, p) > alpha);
+  return { low, high };
+}
