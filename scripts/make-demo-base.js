@@ -4,7 +4,7 @@
 // CLIP, the demo's `clip` scorer), with a README that records what ran, how long it took and how
 // well the result draws. The committed weights were made by this script; rerun it to remake them:
 //   bash scripts/setup.sh && node scripts/make-demo-base.js [--seed S] [--out DIR]
-// About 25 minutes on the 2-core CPU machine (the README states the measured time).
+// About 20 minutes on the 2-core CPU machine (the README states the measured time).
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -23,8 +23,15 @@ const torch = await import(join(root, 'dist', 'src', 'torch', 'index.js'));
 const { makeDemoBase, FULL_BUDGET } = await import(join(root, 'dist', 'src', 'demo', 'make_base.js'));
 const { drawWithPipeline } = await import(join(root, 'dist', 'src', 'demo', 'draw.js'));
 const { recognitionRate, CHANCE } = await import(join(root, 'dist', 'src', 'demo', 'classifier.js'));
-const { allCaptions } = await import(join(root, 'dist', 'src', 'demo', 'shapes.js'));
+const { allCaptions, COLOUR_NAMES, SHAPE_NAMES } = await import(join(root, 'dist', 'src', 'demo', 'shapes.js'));
 const { writeFileAtomic } = await import(join(root, 'dist', 'src', 'models', 'loading.js'));
+
+// the code that makes the weights, as it is when the run starts
+let commit = 'uncommitted';
+try {
+  commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
+  if (execFileSync('git', ['status', '--porcelain', '--', 'src', 'scripts/make-demo-base.js'], { cwd: root, encoding: 'utf8' }).trim()) commit += ' with uncommitted changes';
+} catch { /* not a git checkout */ }
 
 torch.setNumThreads(Math.max(1, cpus().length));
 const result = makeDemoBase(values.out, { seed, budget: FULL_BUDGET });
@@ -37,11 +44,7 @@ const images = drawWithPipeline(join(values.out, 'pipeline'), jobs);
 const drawSeconds = (performance.now() - t0) / 1000;
 const rate = recognitionRate(images.map((image, i) => ({ image, colour: jobs[i].colour, shape: jobs[i].shape })));
 const pct = (x) => `${(100 * x).toFixed(1)}%`;
-let commit = 'uncommitted';
-try {
-  commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: root, encoding: 'utf8' }).trim();
-  if (execFileSync('git', ['status', '--porcelain', '--', 'src', 'scripts/make-demo-base.js'], { cwd: root, encoding: 'utf8' }).trim()) commit += ' with uncommitted changes';
-} catch { /* not a git checkout */ }
+
 
 const readme = `# The demo's base pipeline
 
@@ -52,9 +55,9 @@ Trained from scratch on the CPU (${cpus()[0]?.model ?? 'CPU'}, ${cpus().length} 
 |---|---|---|---|---|
 | CLIP | text and vision towers, contrastive on captions vs drawings (kept in \`clip/\`: the demo's \`clip\` scorer; its text tower is the pipeline's text encoder) | ${FULL_BUDGET.clipSteps} | ${result.finalLoss.clip.toFixed(4)} | ${result.seconds.clip.toFixed(0)} s |
 | VAE | 32 px drawings through 8x8x4 latents (MSE + 1e-4 KL); scaling_factor ${result.scalingFactor.toFixed(4)} | ${FULL_BUDGET.vaeSteps} | ${result.finalLoss.vae.toFixed(4)} | ${result.seconds.vae.toFixed(0)} s |
-| UNet | epsilon prediction on ${FULL_BUDGET.unetImages} encoded drawings, 10% captions dropped, EMA 0.999 kept | ${FULL_BUDGET.unetSteps} | ${result.finalLoss.unet.toFixed(4)} | ${result.seconds.unet.toFixed(0)} s |
+| UNet | epsilon prediction on ${FULL_BUDGET.unetImages} encoded drawings, 10% captions dropped, EMA kept (decay (1+s)/(10+s), at most 0.999) | ${FULL_BUDGET.unetSteps} | ${result.finalLoss.unet.toFixed(4)} | ${result.seconds.unet.toFixed(0)} s |
 
-The domain (src/demo/shapes.ts): one ${captions.map((c) => c.shape).filter((s, i, a) => a.indexOf(s) === i).join('/')} in one of ${captions.length / 3} colours
+The domain (src/demo/shapes.ts): one ${SHAPE_NAMES.join('/')} in one of ${COLOUR_NAMES.length} colours
 on a background somewhere between cool slate blue and warm terracotta; captions name the colour and the
 shape ("a red circle"), never the background. Weights are stored in float16 (they load into float32).
 

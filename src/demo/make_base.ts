@@ -5,7 +5,8 @@
 //   2. a VAE learns to reconstruct drawings through 8x8x4 latents; its scaling_factor is set so
 //      the latents have unit variance, as SD's 0.18215 does;
 //   3. a UNet learns to denoise those latents conditioned on the frozen text encoder's states, with
-//      10% of captions dropped so classifier-free guidance works; its EMA weights are kept.
+//      10% of captions dropped so classifier-free guidance works; its EMA weights (diffusers'
+//      EMAModel schedule, decay up to 0.999) are kept.
 // Everything is seeded; the budgets say how many optimizer steps each stage takes.
 import { mkdirSync, rmSync, renameSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -98,7 +99,7 @@ function randomDrawings(rng: Rng, n: number): { images: RawImage[]; captions: nu
 type Log = (line: string) => void;
 
 /** Runs `steps` optimizer steps of `loss`, logging the mean loss every `every` steps. */
-function fit(name: string, params: torch.Tensor[], steps: number, lr: number, loss: (step: number) => torch.Tensor, log: Log, after?: () => void): number {
+function fit(name: string, params: torch.Tensor[], steps: number, lr: number, loss: (step: number) => torch.Tensor, log: Log, after?: (step: number) => void): number {
   const opt = new torch.optim.AdamW(params, { lr, weightDecay: 0.01 });
   const warmup = Math.min(100, Math.floor(steps / 10));
   const every = Math.max(1, Math.floor(steps / 10));
@@ -117,7 +118,7 @@ function fit(name: string, params: torch.Tensor[], steps: number, lr: number, lo
       opt.zeroGrad();
       return l.item();
     });
-    after?.();
+    after?.(step);
     sum += value;
     if ((step + 1) % every === 0 || step + 1 === steps) {
       last = sum / (((step) % every) + 1);
@@ -232,7 +233,6 @@ export function makeDemoBase(out: string, o: { seed?: number; budget?: DemoBaseB
   ema.requiresGrad_(false);
   const noise = new NoiseSchedule(parseNoiseScheduleConfig(SCHEDULER_CONFIG));
   const batch = 64;
-  const emaDecay = 0.999;
   const unetParams = unet.parameters();
   const emaParams = ema.parameters();
   const unetLoss = fit('unet', unetParams, budget.unetSteps, 1e-3, () => {
@@ -245,7 +245,11 @@ export function makeDemoBase(out: string, o: { seed?: number; budget?: DemoBaseB
     const ehs = states.indexSelect(0, torch.tensor(cond, { dtype: 'int64' }));
     const pred = unet.forward(noise.addNoise(z0, eps, t), t, ehs).sample;
     return torch.F.mseLoss(pred, eps);
-  }, log, () => torch.noGrad(() => emaParams.forEach((e, i) => e.lerp_(unetParams[i]!, 1 - emaDecay))));
+  }, log, (step) => {
+    // diffusers' EMAModel decay: (1 + s) / (10 + s), at most 0.999, so the random start fades out
+    const decay = Math.min(0.999, (1 + step) / (10 + step));
+    torch.noGrad(() => emaParams.forEach((e, i) => e.lerp_(unetParams[i]!, 1 - decay)));
+  });
   const unetSeconds = (performance.now() - t0) / 1000;
   saveHalf(join(pipelineDir, 'unet'), ema, 'UNet2DConditionModel');
   saveHalf(join(pipelineDir, 'text_encoder'), textEncoder, 'CLIPTextModel', 'transformers');
@@ -256,7 +260,7 @@ export function makeDemoBase(out: string, o: { seed?: number; budget?: DemoBaseB
     safety_checker: [null, null], scheduler: ['diffusers', 'PNDMScheduler'], text_encoder: ['transformers', 'CLIPTextModel'],
     tokenizer: ['transformers', 'CLIPTokenizer'], unet: ['diffusers', 'UNet2DConditionModel'], vae: ['diffusers', 'AutoencoderKL'],
   }, null, 2));
-  for (const t of [captionIds, moments, latentStd, states]) t.dispose();
+  for (const t of [captionIds, moments, latentMean, latentLogvar, latentStd, states]) t.dispose();
   unet.dispose();
   ema.dispose();
   textEncoder.dispose();
