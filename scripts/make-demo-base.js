@@ -4,7 +4,7 @@
 // CLIP, the demo's `clip` scorer), with a README that records what ran, how long it took and how
 // well the result draws. The committed weights were made by this script; rerun it to remake them:
 //   bash scripts/setup.sh && node scripts/make-demo-base.js [--seed S] [--out DIR]
-// About 20 minutes on the 2-core CPU machine (the README states the measured time).
+// About 22 minutes on the 2-core CPU machine (the README states the measured time).
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';

@@ -4,7 +4,7 @@
 // warmer drawing preferred, and the base pipeline draws the prompted colour and shape well above
 // chance.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -111,5 +111,15 @@ test('the domain CLIP (a transformers CLIPModel folder) scores as `clip`: the pl
     assert.ok(right >= captions.length - 2, `true caption ranked first for ${right} of ${captions.length} drawings`);
   } finally {
     scorer.dispose();
+  }
+});
+
+test('a transformers CLIPModel folder for clip without its own processor files is refused by name, not given another model\'s', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dpo-demo-clip-'));
+  try {
+    for (const f of ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt', 'tokenizer_config.json', 'special_tokens_map.json']) copyFileSync(join(BASE, 'clip', f), join(dir, f));
+    await assert.rejects(loadScorer('clip', { model: dir }), /needs preprocessor_config\.json beside config\.json/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -28,7 +28,7 @@ function history(n: number): Record<string, number>[] {
 /** An eval of base vs dpo on 2 prompts x 3 seeds with real (tiny) PNGs under `evalDir`: dpo wins 5 of 6. */
 async function evalRun(evalDir: string) {
   const models = [{ label: 'base', kind: 'base', source: 'base', folder: 'images/base' }, { label: 'dpo', kind: 'unet', source: 'run', folder: 'images/dpo' }] as const;
-  const prompts = ['a red circle', 'a <b>blue</b> square'];
+  const prompts = ['a red circle $& $1', 'a <b>blue</b> square'];
   const seeds = [0, 1, 2];
   const files = models.map((m) => prompts.map((_, pi) => seeds.map((s) => `${m.folder}/${pi}-${s}.png`)));
   for (const [mi, m] of models.entries()) {
@@ -91,6 +91,8 @@ describe('report.html', () => {
     assert.match(html, /<td>5 \/ 0 \/ 1<\/td>/);
     assert.match(html, /<th>dpo<\/th><td>88%<\/td>/);
     assert.match(html, /a &#60;b&#62;blue&#60;\/b&#62; square/, 'prompts are escaped');
+    assert.ok(html.includes('a red circle $&amp; $1') || html.includes('a red circle $&#38; $1'), 'replacement patterns in prompts are kept as written');
+    assert.match(html, /95% bootstrap over prompts \(2 of them/);
     assert.equal((html.match(/src="data:image\/png;base64,/g) ?? []).length, 2 * 2 * 2, '2 prompts x 2 seeds shown x 2 models');
     addEvaluationToReport(page, section);
     assert.equal((readFileSync(page, 'utf8').match(/<section id="evaluation">/g) ?? []).length, 1);

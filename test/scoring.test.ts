@@ -93,6 +93,24 @@ describe('scorers through loadScorer', () => {
     }
   });
 
+  test('clip: a folder with open_clip weights stays open_clip even with a config.json beside them (the laion repos hold both)', async () => {
+    const folder = join(dir, 'laion-like');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(folder, { recursive: true });
+    copyFileSync(join(here, 'tiny_open_clip.pt'), join(folder, 'open_clip_pytorch_model.bin'));
+    writeFileSync(join(folder, 'open_clip_config.json'), JSON.stringify({ model_cfg: caseJson.config }));
+    writeFileSync(join(folder, 'config.json'), JSON.stringify({ architectures: ['CLIPModel'] }));
+    const scorer = await loadScorer('clip', { model: folder, processor: join(fixturesDir, 'tokenizer') });
+    try {
+      assert.doesNotMatch(scorer.description, /transformers/);
+      const scores = await scorer.score(images.map((image, i) => ({ image, prompt: caseJson.prompts[i]! })));
+      const expected = torch.tidy(() => torch.loadSafetensors(join(here, 'tiny_open_clip_case.safetensors')).get('scores')!.toArray());
+      scores.forEach((s, i) => assert.ok(Math.abs(s - expected[i]!) < 1e-5, `image ${i}: ${s} vs ${expected[i]}`));
+    } finally {
+      scorer.dispose();
+    }
+  });
+
   test('aesthetics: the head on the L2-normalised image embedding of a 768-wide CLIP; a narrower CLIP is refused', async () => {
     const config = JSON.parse(readFileSync(join(fixturesDir, 'tiny-clip', 'config.json'), 'utf8')) as Record<string, unknown>;
     const wide = join(dir, 'clip768');

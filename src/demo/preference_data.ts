@@ -3,7 +3,8 @@
 // so the demo reads it through the same reader as the real dataset. Each row is two drawings of
 // the same caption, made independently (place, size, background), labelled the way Pick-a-Pic's
 // users label: the one they prefer gets 1. Here the "user" is the warmth rule of demo_oracle, so
-// the preference is one a person can see: warmer backgrounds win. The held-out captions
+// the preference is one a person can see: the warmer drawing wins (mostly a matter of the
+// background, which no caption names). The held-out captions
 // (shapes.heldOutCaptions) never appear, so the evaluation asks for drawings DPO saw no pair of.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -48,6 +49,8 @@ export interface PreferenceSetSummary {
   rows: number;
   /** Rows whose preferred image is stored first. */
   label0Preferred: number;
+  /** Rows whose two drawings are exactly as warm (label 0.5 each, as Pick-a-Pic's ties). */
+  ties: number;
   captions: string[];
 }
 
@@ -88,7 +91,8 @@ export async function writeDemoPreferenceSet(folder: string, o: { pairs: number;
     shards.push(path);
   }
   const summary: PreferenceSetSummary = {
-    folder, shards, rows: rows.length, label0Preferred: rows.filter((r) => r.label0 === 1).length, captions: training.map((c) => c.caption),
+    folder, shards, rows: rows.length, label0Preferred: rows.filter((r) => r.label0 === 1).length, ties: rows.filter((r) => r.label0 === 0.5).length,
+    captions: training.map((c) => c.caption),
   };
   writeFileAtomic(join(folder, 'README.md'), `# demo preference set\n\n${rows.length} Pick-a-Pic-schema rows in ${n} parquet shards: two drawings of one caption, the warmer (demo_oracle) preferred.\nCaptions: ${summary.captions.join(', ')}.\nHeld out for evaluation: ${[...held].join(', ')}.\n`);
   return summary;

@@ -39,6 +39,7 @@ const TOKENIZER_FILES = /^(vocab\.json|merges\.txt|tokenizer\.json|tokenizer_con
 const hasTokenizer = (d: string) => existsSync(join(d, 'tokenizer.json')) || (existsSync(join(d, 'vocab.json')) && existsSync(join(d, 'merges.txt')));
 const hasProcessor = (d: string) => existsSync(join(d, 'preprocessor_config.json'));
 const isDir = (p: string) => existsSync(p) && statSync(p).isDirectory();
+const hasOpenClipWeights = (d: string) => existsSync(join(d, 'open_clip_pytorch_model.bin')) || existsSync(join(d, 'open_clip_model.safetensors'));
 
 
 /** The folder of the processor files (tokenizer, preprocessor_config.json): the model's, else `processor`, else the default repo. */
@@ -64,8 +65,14 @@ export async function loadScorer(name: ScorerName, o: ScorerOptions = {}): Promi
   const source = o.model ?? DEFAULT_MODELS[name];
   const weights = /\.(safetensors|bin)$/;
 
-  // clip from a transformers CLIPModel folder (config.json), as torchmetrics' CLIPScore loads one
-  const transformersClip = name === 'clip' && isDir(source) && existsSync(join(source, 'config.json'));
+  // clip from a transformers CLIPModel folder (config.json and no open_clip weights: the laion repos
+  // hold both, and stay open_clip), as torchmetrics' CLIPScore loads one
+  const transformersClip = name === 'clip' && isDir(source) && existsSync(join(source, 'config.json')) && !hasOpenClipWeights(source);
+  if (transformersClip && !o.processor) {
+    // its own vocabulary and image size: another model's processor files would be silently wrong
+    const missing = [hasTokenizer(source) ? '' : 'a tokenizer (vocab.json + merges.txt, or tokenizer.json)', hasProcessor(source) ? '' : 'preprocessor_config.json'].filter(Boolean);
+    if (missing.length) throw new UserError(`${source}: a transformers CLIPModel folder for the clip scorer needs ${missing.join(' and ')} beside config.json (or name them with a processor folder)`);
+  }
   if (name === 'pickscore' || name === 'aesthetics' || transformersClip) {
     const folder = await resolveRepoFiles(source, (files) => files.filter((f) => f === 'config.json' || TOKENIZER_FILES.test(f) || f === 'preprocessor_config.json' || /^(model|pytorch_model)(\.safetensors|\.bin)(\.index\.json)?$/.test(f) || /^model-\d+-of-\d+\.safetensors$/.test(f)),
       (d) => existsSync(join(d, 'config.json')), { cacheDir: o.cacheDir });
@@ -87,7 +94,7 @@ export async function loadScorer(name: ScorerName, o: ScorerOptions = {}): Promi
   const hpsFile = HPS_FILES[name];
   const wantedFile = (f: string) => (hpsFile ? f === hpsFile : f === 'open_clip_config.json' || /^open_clip_(pytorch_model\.bin|model\.safetensors)$/.test(f));
   const located = existsSync(source) && !isDir(source) ? source : await resolveRepoFiles(source, (files) => files.filter(wantedFile),
-    (d) => (hpsFile ? existsSync(join(d, hpsFile)) : existsSync(join(d, 'open_clip_pytorch_model.bin')) || existsSync(join(d, 'open_clip_model.safetensors'))), { cacheDir: o.cacheDir });
+    (d) => (hpsFile ? existsSync(join(d, hpsFile)) : hasOpenClipWeights(d)), { cacheDir: o.cacheDir });
   let file = located;
   let config: Record<string, unknown> = VIT_H_14;
   if (isDir(located)) {
