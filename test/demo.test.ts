@@ -74,6 +74,11 @@ test('demo flags: --output_dir and --eval_seeds are the demo\'s, with or without
     assert.equal(b.code, 0, b.err);
     assert.ok(existsSync(join(cwd, 'elsewhere', 'checkpoint-1')));
     assert.ok(existsSync(join(cwd, 'elsewhere', 'eval', 'eval.json')));
+    // a LoRA run is evaluated as a LoRA, even over an earlier full run's unet/ in the same folder
+    const c = await runDemo(['--output_dir=elsewhere', '--max_train_steps=1', '--checkpointing_steps=1', '--eval_seeds=1', '--lora_rank', '2', '--resume_from_checkpoint', 'none'], cwd);
+    assert.equal(c.code, 0, c.err);
+    const lora = JSON.parse(readFileSync(join(cwd, 'elsewhere', 'eval', 'eval.json'), 'utf8')) as { models: { label: string; kind: string }[] };
+    assert.deepEqual(lora.models.map((m) => [m.label, m.kind]), [['base', 'base'], ['dpo', 'lora']]);
     // refused before any work, each by name
     for (const [args, message] of [
       [['--eval_seeds', '0'], /--eval_seeds '0': expected a positive integer/],
