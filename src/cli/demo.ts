@@ -33,7 +33,7 @@ const EVAL_STEPS = 25;
 const EVAL_GUIDANCE = 5;
 /** The demo's targets (issue 15): the win rate under demo_oracle and the low end of its interval. */
 export const TARGET = { winRate: 0.9, ciLow: 0.75 };
-/** The DPO model's recognition rate may sit at most this far below the base's (no collapse). */
+/** The DPO model's share of drawings with colour and shape both right may sit at most this far below the base's (no collapse). */
 export const FIDELITY_MARGIN = 0.1;
 
 const HELP = `usage: diffusion-dpo demo [--output_dir DIR] [--eval_seeds N] [train flags...]
@@ -49,7 +49,9 @@ The main job on a bundled tiny model, on the CPU in a few minutes:
      draw the prompted colour and shape.
 Writes into DIR (default demo-run/): checkpoints, logs, report.html (curves, settings, the evaluation
 with a base-vs-DPO image grid), the DPO pipeline, and eval/ (eval.json, eval.html, images).
-Train flags given here override the demo's: ${DEMO_TRAIN_DEFAULTS.join(' ')}`;
+Train flags given here override the demo's (${DEMO_TRAIN_DEFAULTS.join(' ')}),
+except the model, the data and the resolution, which the evaluation depends on (refused).
+docs/demo.md has what it measures and why.`;
 
 /** scripts/demo-base of this installation (dist/src/cli or src/cli -> the project root). */
 export function demoBaseFolder(): string {
