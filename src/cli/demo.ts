@@ -23,7 +23,7 @@ import { runTraining } from './train.js';
 
 /** The DPO settings of the demo; any train flag given to `demo` overrides them. */
 export const DEMO_TRAIN_DEFAULTS = [
-  '--resolution', '32', '--train_batch_size', '16', '--max_train_steps', '300', '--learning_rate', '5e-6', '--lr_scheduler', 'constant',
+  '--train_batch_size', '16', '--max_train_steps', '300', '--learning_rate', '5e-6', '--lr_scheduler', 'constant',
   '--lr_warmup_steps', '0', '--beta_dpo', '5000', '--checkpointing_steps', '100', '--mixed_precision', 'no', '--seed', '0',
   '--proportion_empty_prompts', '0', '--dataloader_num_workers', '0',
 ];
@@ -174,7 +174,7 @@ export const demoCommand: Command = {
       console.error(`[demo] wrote ${set.rows} preference pairs (Pick-a-Pic schema, ${set.shards.length} parquet shards) to ${data}; the warmer drawing is preferred in ${set.rows - set.ties} (stored first in ${set.label0Preferred}), ${set.ties} exact ties`);
     }
     const code = await runTraining([
-      '--pretrained_model_name_or_path', join(base, 'pipeline'), '--dataset_name', data, '--output_dir', outputDir, ...DEMO_TRAIN_DEFAULTS, ...seedsFlag.rest,
+      '--pretrained_model_name_or_path', join(base, 'pipeline'), '--dataset_name', data, '--resolution', '32', '--output_dir', outputDir, ...DEMO_TRAIN_DEFAULTS, ...seedsFlag.rest,
     ]);
     if (code !== 0) return code;
 
