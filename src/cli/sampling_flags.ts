@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import * as torch from '../torch/index.js';
 import { checkImageSide, checkUNetFits, CompatibilityError, loadUNet, readPipelineShape, type PipelineComponents } from '../models/index.js';
 import { writeFileAtomic } from '../models/loading.js';
-import { generate, vaeScaleFactor } from '../pipelines/text_to_image.js';
+import { generate, imagesToBytes, vaeScaleFactor } from '../pipelines/text_to_image.js';
 import { addPngText } from '../pipelines/png.js';
 import { PROMPT_SET_NAMES, loadPromptSet, readPromptFile } from '../pipelines/prompts.js';
 import { createScheduler, schedulerFromConfig, type SchedulerName } from '../schedulers/samplers.js';
@@ -186,7 +186,7 @@ export async function renderImages(p: PipelineComponents, modelPath: string, s: 
           numInferenceSteps: s.steps, guidanceScale: guidance, guidanceRescale: s.guidanceRescale, height, width,
           generator: new torch.Generator('cpu', seed),
         });
-        return Buffer.from(r.images.mul(255).round().clamp(0, 255).to('uint8').toTypedArray() as Uint8Array);
+        return Buffer.from(imagesToBytes(r.images));
       });
       const encoded = await sharp(pixels, { raw: { width, height, channels: 3 } }).png().toBuffer();
       writeFileAtomic(file, addPngText(encoded, {

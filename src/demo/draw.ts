@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { RawImage } from '../data/pil_resize.js';
 import * as torch from '../torch/index.js';
 import { disposePipeline, loadPipeline } from '../models/index.js';
-import { generate } from '../pipelines/text_to_image.js';
+import { generate, imagesToBytes, vaeScaleFactor } from '../pipelines/text_to_image.js';
 import { schedulerFromConfig } from '../schedulers/samplers.js';
 import { CLIPTokenizer } from '../tokenizers/clip.js';
 
@@ -22,15 +22,14 @@ export function drawWithPipeline(pipelineDir: string, jobs: readonly { prompt: s
   const pipeline = loadPipeline(pipelineDir, { dtype: 'float32', unetFolder: o.unetFolder });
   const tokenizer = CLIPTokenizer.fromFolder(join(pipelineDir, 'tokenizer'));
   const schedulerConfig = JSON.parse(readFileSync(join(pipelineDir, 'scheduler', 'scheduler_config.json'), 'utf8')) as Record<string, unknown>;
-  const size = (pipeline.unet.config.sampleSize ?? 8) * 2 ** (pipeline.vae.config.blockOutChannels.length - 1);
+  const size = (pipeline.unet.config.sampleSize ?? 8) * vaeScaleFactor(pipeline);
   try {
     return jobs.map(({ prompt, seed }) => torch.tidy(() => {
       const r = generate({ pipeline, tokenizer, tokenizer2: null, scheduler: schedulerFromConfig(schedulerConfig) }, {
         prompts: [prompt], numInferenceSteps: o.steps ?? 25, guidanceScale: o.guidance ?? 5, height: size, width: size,
         generator: new torch.Generator('cpu', seed),
       });
-      const data = r.images.mul(255).round().clamp(0, 255).to('uint8').toTypedArray() as Uint8Array;
-      return { width: size, height: size, channels: 3, data: new Uint8Array(data) };
+      return { width: size, height: size, channels: 3, data: imagesToBytes(r.images) };
     }));
   } finally {
     disposePipeline(pipeline);

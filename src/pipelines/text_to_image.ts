@@ -75,6 +75,11 @@ function rescaleNoiseCfg(cfg: torch.Tensor, text: torch.Tensor, phi: number): to
   return rescaled.mul(phi).add(cfg.mul(1 - phi));
 }
 
+/** generate()'s images as 8-bit RGB bytes, row-major HWC (numpy_to_pil's (x * 255).round().astype(uint8)). */
+export function imagesToBytes(images: torch.Tensor): Uint8Array {
+  return torch.tidy(() => new Uint8Array(images.mul(255).round().clamp(0, 255).to('uint8').toTypedArray() as Uint8Array));
+}
+
 /** diffusers' vae_scale_factor: 2 ** (len(vae.block_out_channels) - 1), 8 for every real SD/SDXL VAE. */
 export function vaeScaleFactor(p: { vae: { config: { blockOutChannels: number[] } } }): number {
   return 2 ** (p.vae.config.blockOutChannels.length - 1);
